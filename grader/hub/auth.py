@@ -1,34 +1,31 @@
-"""Local accounts with real (bcrypt-hashed) passwords, on top of NativeAuthenticator.
+"""The hub's local authenticator: real passwords from :mod:`grader.hub.accounts`.
 
-The only addition is the first-start bootstrap: the instructor and student accounts named in the
-settings are created with random passwords, printed once on the hub's console, and never again.
+It uses JupyterHub's own login form. On first start the accounts named in ``initial_users`` are
+created with random passwords, printed once on the hub's console and never again.
 """
 
 from __future__ import annotations
 
-import secrets
 import sys
+from pathlib import Path
 
-import bcrypt
-from nativeauthenticator import NativeAuthenticator
-from nativeauthenticator.orm import UserInfo
-from traitlets import List, Unicode
+from jupyterhub.auth import Authenticator
+from traitlets import Float, Integer, List, Unicode
 
-
-def new_password() -> str:
-    # 16 URL-safe characters: about 96 bits, and easy to copy from a terminal.
-    return secrets.token_urlsafe(12)
+from grader.hub.accounts import AccountStore, new_password
 
 
-class PlatformAuthenticator(NativeAuthenticator):
-    initial_users = List(
-        Unicode(),
-        config=True,
-        help="Accounts created on first start with a random password printed once.",
-    )
+class PlatformAuthenticator(Authenticator):
+    accounts_db = Unicode(config=True, help="Path of the SQLite file holding the accounts.")
+    initial_users = List(Unicode(), config=True, help="Accounts created on first start; passwords printed once.")
+    max_failed_logins = Integer(5, config=True, help="Consecutive failures before an account is locked.")
+    lockout_seconds = Float(600, config=True, help="How long a locked account stays locked.")
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.store = AccountStore(
+            Path(self.accounts_db), max_failed_logins=self.max_failed_logins, lockout_seconds=self.lockout_seconds
+        )
         self.create_initial_users()
 
     def create_initial_users(self) -> dict[str, str]:
@@ -36,20 +33,21 @@ class PlatformAuthenticator(NativeAuthenticator):
         created = {}
         for raw_name in self.initial_users:
             username = self.normalize_username(raw_name)
-            if self.user_exists(username):
-                continue
-            password = new_password()
-            hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt())
-            self.db.add(UserInfo(username=username, password=hashed, is_authorized=True))
-            created[username] = password
+            if not self.store.exists(username):
+                created[username] = new_password()
+                self.store.create(username, created[username])
         if created:
-            self.db.commit()
-            self._announce(created)
+            lines = ["", "=" * 64, "First start: these accounts were created. Passwords are shown once."]
+            lines += [f"  user: {name:<12} password: {password}" for name, password in created.items()]
+            lines += ["=" * 64, ""]
+            # stdout, not the log: the log may be shipped elsewhere; this is for the person at the terminal.
+            print("\n".join(lines), file=sys.stdout, flush=True)
         return created
 
-    def _announce(self, created: dict[str, str]) -> None:
-        lines = ["", "=" * 64, "First start: these accounts were created. Passwords are shown once."]
-        lines += [f"  user: {name:<12} password: {password}" for name, password in created.items()]
-        lines += ["=" * 64, ""]
-        # stdout, not the log: the log may be shipped elsewhere, and this is for the person at the terminal.
-        print("\n".join(lines), file=sys.stdout, flush=True)
+    async def authenticate(self, handler, data):
+        username = self.normalize_username(data.get("username", ""))
+        result = self.store.check_login(username, data.get("password", ""))
+        if not result.ok:
+            self.log.warning("Failed login for %s: %s", username, result.reason)
+            return None
+        return username

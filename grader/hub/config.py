@@ -46,15 +46,13 @@ def update_storage(c, settings: HubSettings) -> None:
 
 def update_auth(c, settings: HubSettings) -> None:
     c.JupyterHub.authenticator_class = "grader.hub.auth.PlatformAuthenticator"
+    c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
     c.PlatformAuthenticator.initial_users = [*settings.instructors, *settings.students]
-    # Only accounts NativeAuthenticator has authorised can authenticate at all, so every user
-    # who authenticates may use the hub.
+    c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
+    c.PlatformAuthenticator.lockout_seconds = settings.lockout_seconds
+    # Only accounts in the platform's account store can authenticate at all, so every user who
+    # authenticates may use the hub.
     c.Authenticator.allow_all = True
-    c.NativeAuthenticator.enable_signup = False
-    c.NativeAuthenticator.allowed_failed_logins = settings.allowed_failed_logins
-    c.NativeAuthenticator.seconds_before_next_try = settings.lockout_seconds
-    c.NativeAuthenticator.check_common_password = True
-    c.NativeAuthenticator.minimum_password_length = 10
 
 
 def update_spawner(c, settings: HubSettings) -> None:

@@ -1,0 +1,149 @@
+"""A real JupyterHub, started from hub_config/ on random loopback ports with a temporary data folder.
+
+The hub prints the first-start passwords once on its console; tests read them from there, as a
+newcomer reads them from the terminal. Teardown stops the hub (which stops the servers it spawned)
+and then the whole process group, by its id, so nothing is left running.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
+
+PASSWORD_LINE = re.compile(r"user: (\S+)\s+password: (\S+)")
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningHub:
+    url: str
+    process: subprocess.Popen
+    log_path: Path
+    data_dir: Path
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_up(hub: RunningHub, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub.process.poll() is not None:
+            raise RuntimeError(f"hub exited with {hub.process.returncode}:\n{hub.log()[-4000:]}")
+        try:
+            if requests.get(f"{hub.url}/hub/api", timeout=2).status_code == 200:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"hub not up after {timeout}s:\n{hub.log()[-4000:]}")
+
+
+def start_hub(data_dir: Path, *, timeout: float = 120) -> RunningHub:
+    port = free_port()
+    env = dict(os.environ)
+    env.update(
+        AICOURSE_DATA_DIR=str(data_dir),
+        AICOURSE_PORT=str(port),
+        AICOURSE_HUB_PORT=str(free_port()),
+        AICOURSE_PROXY_API_PORT=str(free_port()),
+        AICOURSE_FORMGRADER_PORT=str(free_port()),
+        PATH=f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+    )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "hub.log"
+    log_file = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_DIR / "jupyterhub_config.py")],
+        cwd=data_dir,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group, so teardown can stop every child
+    )
+    log_file.close()
+    hub = RunningHub(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, data_dir=data_dir)
+    try:
+        _wait_until_up(hub, timeout)
+    except Exception:
+        stop_hub(hub)
+        raise
+    hub.passwords = dict(PASSWORD_LINE.findall(hub.log()))
+    return hub
+
+
+def stop_hub(hub: RunningHub, timeout: float = 30) -> None:
+    """SIGTERM the hub (it stops its servers and proxy), then kill its process group if needed."""
+    pgid = hub.process.pid  # start_new_session made the hub its group's leader
+    if hub.process.poll() is None:
+        hub.process.send_signal(signal.SIGTERM)
+        try:
+            hub.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    hub.process.wait()
+
+
+def login(hub: RunningHub, username: str, password: str | None = None) -> requests.Session:
+    """Log in through the login form, as a browser does; return the session with its cookies."""
+    session = requests.Session()
+    session.get(f"{hub.url}/hub/login").raise_for_status()
+    response = session.post(
+        f"{hub.url}/hub/login",
+        data={"username": username, "password": password or hub.passwords[username], "_xsrf": session.cookies.get("_xsrf")},
+        allow_redirects=False,
+    )
+    assert response.status_code == 302, f"login of {username} answered {response.status_code}"
+    return session
+
+
+def api_token(hub: RunningHub, session: requests.Session, username: str) -> str:
+    """Ask the hub for an API token with the logged-in session, as the token page does."""
+    response = session.post(
+        f"{hub.url}/hub/api/users/{username}/tokens",
+        json={"note": "test", "expires_in": 3600},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf")},
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+def start_server(hub: RunningHub, username: str, token: str, timeout: float = 180) -> None:
+    headers = {"Authorization": f"token {token}"}
+    response = requests.post(f"{hub.url}/hub/api/users/{username}/server", headers=headers)
+    assert response.status_code in (201, 202), response.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        user = requests.get(f"{hub.url}/hub/api/users/{username}", headers=headers).json()
+        server = user.get("servers", {}).get("")
+        if server and server.get("ready"):
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{username}'s server not ready after {timeout}s")
+
+
+def stop_server(hub: RunningHub, username: str, token: str) -> None:
+    response = requests.delete(f"{hub.url}/hub/api/users/{username}/server", headers={"Authorization": f"token {token}"})
+    assert response.status_code in (202, 204), response.text
