@@ -246,34 +246,38 @@ def vary(text: str, rng: random.Random) -> str:
     return text
 
 
-def examples_for(intent: str, rng: random.Random) -> list[str]:
-    """PER_INTENT distinct queries, cycling through the intent's templates so each is used evenly."""
-    seen: set[str] = set()
+def examples_for(templates: list[str], count: int, rng: random.Random, used: set[str]) -> list[str]:
+    """``count`` distinct queries, cycling through ``templates`` so each is used evenly."""
     out: list[str] = []
-    templates = TEMPLATES[intent]
     attempt = 0
-    while len(out) < PER_INTENT:
+    while len(out) < count:
         text = vary(fill(templates[attempt % len(templates)], rng), rng)
         attempt += 1
-        if text.lower() not in seen:
-            seen.add(text.lower())
+        if text.lower() not in used:
+            used.add(text.lower())
             out.append(text)
     return out
 
 
 def main() -> None:
+    """Split by *template*, not by example: a test query is never a re-filled training template,
+    so held-out accuracy measures generalisation to new phrasings."""
     rng = random.Random(SEED)
     splits: dict[str, list[tuple[str, str]]] = {name: [] for name in SPLIT}
     used: set[str] = set()
-    for intent in TEMPLATES:
-        texts = [t for t in examples_for(intent, rng) if t.lower() not in used]
-        used.update(t.lower() for t in texts)
-        rng.shuffle(texts)
-        n_train = round(SPLIT["train"] * len(texts))
-        n_val = round(SPLIT["validation"] * len(texts))
-        splits["train"] += [(t, intent) for t in texts[:n_train]]
-        splits["validation"] += [(t, intent) for t in texts[n_train:n_train + n_val]]
-        splits["test"] += [(t, intent) for t in texts[n_train + n_val:]]
+    for intent, templates in TEMPLATES.items():
+        templates = templates[:]
+        rng.shuffle(templates)
+        n_val = max(2, round(SPLIT["validation"] * len(templates)))
+        n_test = max(2, round(SPLIT["test"] * len(templates)))
+        groups = {
+            "validation": templates[:n_val],
+            "test": templates[n_val:n_val + n_test],
+            "train": templates[n_val + n_test:],
+        }
+        for name, group in groups.items():
+            count = round(SPLIT[name] * PER_INTENT)
+            splits[name] += [(t, intent) for t in examples_for(group, count, rng, used)]
     for name, rows in splits.items():
         rng.shuffle(rows)
         with open(HERE / f"{name}.csv", "w", newline="", encoding="utf-8") as handle:
