@@ -1,0 +1,193 @@
+"""Execute cells in an in-process IPython shell and record what a Jupyter kernel would have sent.
+
+Outputs come out as nbformat output dicts: ``stream`` (stdout/stderr, consecutive writes merged),
+``execute_result``, ``display_data`` and ``error`` — the same shapes and the same IPython
+formatting an ipykernel produces, so nbgrader's scoring (error or stderr output scores zero, a
+numeric result gives partial credit) reads them exactly as it reads a real kernel's.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+
+from IPython.core.displayhook import DisplayHook
+from IPython.core.displaypub import DisplayPublisher
+from IPython.core.interactiveshell import InteractiveShell
+
+
+class OutputLimitExceeded(RuntimeError):
+    """Raised into student code when it has written more output than the limit allows."""
+
+
+class OutputRecorder:
+    """The outputs of the current cell, with a cap on the total bytes of the whole submission."""
+
+    def __init__(self, cap_bytes: int):
+        self.cap_bytes = cap_bytes
+        self.total_bytes = 0
+        self.exceeded = False
+        self.outputs: list[dict] = []
+
+    def _account(self, size: int) -> None:
+        self.total_bytes += size
+        if self.total_bytes > self.cap_bytes:
+            self.exceeded = True
+            raise OutputLimitExceeded(f"output limit of {self.cap_bytes} bytes exceeded")
+
+    def stream(self, name: str, text: str) -> None:
+        if not text:
+            return
+        if self.exceeded:
+            raise OutputLimitExceeded(f"output limit of {self.cap_bytes} bytes exceeded")
+        self._account(len(text.encode(errors="replace")))
+        last = self.outputs[-1] if self.outputs else None
+        if last is not None and last["output_type"] == "stream" and last["name"] == name:
+            last["text"] += text
+        else:
+            self.outputs.append({"output_type": "stream", "name": name, "text": text})
+
+    def add(self, output: dict) -> None:
+        self._account(sum(len(str(v)) for v in output.get("data", {}).values()))
+        self.outputs.append(output)
+
+    def take(self) -> list[dict]:
+        outputs, self.outputs = self.outputs, []
+        return outputs
+
+
+class RecordingStream(io.TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` replacement feeding the recorder."""
+
+    def __init__(self, recorder: OutputRecorder, name: str):
+        self.recorder = recorder
+        self.name = name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.recorder.stream(self.name, text)
+        return len(text)
+
+    def isatty(self) -> bool:
+        return False
+
+
+class RecordingDisplayHook(DisplayHook):
+    """Turns a cell's last expression into an ``execute_result`` output."""
+
+    recorder: OutputRecorder | None = None
+
+    def start_displayhook(self):
+        self._data, self._metadata = None, None
+
+    def write_output_prompt(self):
+        pass
+
+    def write_format_data(self, format_dict, md_dict=None):
+        self._data, self._metadata = format_dict, md_dict or {}
+
+    def finish_displayhook(self):
+        if self._data:
+            self.recorder.add(
+                {
+                    "output_type": "execute_result",
+                    "data": _jsonable(self._data),
+                    "metadata": _jsonable(self._metadata),
+                    "execution_count": self.prompt_count,
+                }
+            )
+
+
+class RecordingDisplayPublisher(DisplayPublisher):
+    """Turns ``display(...)`` (and inline matplotlib figures) into ``display_data`` outputs."""
+
+    recorder: OutputRecorder | None = None
+
+    def publish(self, data, metadata=None, source=None, *, transient=None, update=False, **kwargs):
+        self.recorder.add({"output_type": "display_data", "data": _jsonable(data), "metadata": _jsonable(metadata or {})})
+
+    def clear_output(self, wait=False):
+        self.recorder.outputs.clear()
+
+
+def _jsonable(mimebundle: dict) -> dict:
+    """Images arrive as bytes; nbformat stores them base64-encoded, as ipykernel does."""
+    import base64
+
+    clean = {}
+    for key, value in (mimebundle or {}).items():
+        if isinstance(value, bytes):
+            value = base64.b64encode(value).decode("ascii")
+        elif isinstance(value, dict):
+            value = _jsonable(value)
+        clean[key] = value
+    return clean
+
+
+class RecordingShell(InteractiveShell):
+    def enable_gui(self, gui=None):
+        """The inline backend needs no GUI event loop (ipykernel's shell does the same)."""
+
+
+class CellRunner:
+    """One IPython shell for one submission; ``run(code)`` returns the cell's outputs."""
+
+    def __init__(self, *, output_cap_bytes: int, fd_capture_dir: str):
+        self.recorder = OutputRecorder(output_cap_bytes)
+        RecordingDisplayHook.recorder = self.recorder
+        RecordingDisplayPublisher.recorder = self.recorder
+        self.shell = RecordingShell.instance(
+            displayhook_class=RecordingDisplayHook,
+            display_pub_class=RecordingDisplayPublisher,
+            colors="linux",  # the kernel's colour scheme, so tracebacks look as they do in JupyterLab
+        )
+        self.shell.history_manager.enabled = False
+        self.shell._showtraceback = self._record_traceback
+        sys.stdout = RecordingStream(self.recorder, "stdout")
+        sys.stderr = RecordingStream(self.recorder, "stderr")
+        self._capture_c_level_output(fd_capture_dir)
+        # Figures appear as display_data, as with the inline backend of a notebook kernel.
+        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+        self.shell.enable_matplotlib("inline")
+
+    def _capture_c_level_output(self, directory: str) -> None:
+        # ipykernel forwards what C libraries write to file descriptors 1 and 2 into the notebook;
+        # do the same by pointing them at files read after each cell.
+        self._fd_files = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            path = os.path.join(directory, f".fd{fd}.log")
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(handle, fd)
+            os.close(handle)
+            self._fd_files[name] = [path, 0]
+
+    def _drain_c_level_output(self) -> None:
+        for name, entry in self._fd_files.items():
+            path, offset = entry
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            entry[1] = offset + len(data)
+            if data:
+                self.recorder.stream(name, data.decode(errors="replace"))
+
+    def _record_traceback(self, etype, evalue, stb):
+        self.recorder.outputs.append(
+            {"output_type": "error", "ename": str(etype.__name__), "evalue": str(evalue), "traceback": stb}
+        )
+
+    def run(self, code: str) -> tuple[list[dict], int | None]:
+        """Run one cell; return (outputs, execution_count)."""
+        try:
+            result = self.shell.run_cell(code, store_history=True)
+            count = result.execution_count
+        except OutputLimitExceeded:
+            count = self.shell.execution_count
+        try:
+            self._drain_c_level_output()
+        except OutputLimitExceeded:
+            pass
+        return self.recorder.take(), count

@@ -1,0 +1,265 @@
+"""The grader's side of the executor: start a zygote, run one submission's cells, enforce limits.
+
+Every limit ends only the submission that broke it. The cell that was running gets an ``error``
+output naming the reason, every cell not run gets one too (so nbgrader scores them zero rather
+than treating a silent cell as a pass), and the result carries a ``status`` for reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from grader.executor.protocol import ConnectionClosed, recv_message, send_message
+from grader.executor.sandbox import SandboxSpec, can_isolate, ensure_sandbox_user, sandbox_username
+
+DEFAULT_PRELOAD = ["numpy", "scipy", "pandas", "matplotlib.pyplot", "sklearn", "torch", "tensorflow"]
+_MEMORY_POLL_SECONDS = 0.1
+# Grace after the per-cell timeout: the child interrupts the cell itself (as a kernel interrupt
+# would); only code stuck in C past this is killed.
+_KILL_GRACE_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    cell_timeout: float = 300.0
+    submission_timeout: float = 1800.0
+    memory_bytes: int = 2 << 30
+    output_bytes: int = 4 << 20
+    max_processes: int = 32  # processes in the submission's group; more ends the submission
+
+
+@dataclass
+class CellResult:
+    outputs: list[dict]
+    execution_count: int | None
+
+
+@dataclass
+class ExecutionResult:
+    cells: list[CellResult]
+    status: str = "ok"  # ok | timeout | budget | memory | processes | output | died | error
+    reason: str = ""
+    peak_memory_bytes: int = 0
+    isolated: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class ExecutionRequest:
+    cells: list[str]
+    files: dict[str, bytes] = field(default_factory=dict)
+    env: dict[str, str] = field(default_factory=dict)
+    hide_paths: list[str] = field(default_factory=list)
+    slot: int = 0
+
+
+def _error_output(ename: str, reason: str) -> dict:
+    return {"output_type": "error", "ename": ename, "evalue": reason, "traceback": [f"{ename}: {reason}"]}
+
+
+def _process_group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 of stat, third after the command name
+            members.append(int(entry))
+    return members
+
+
+def _memory_bytes(pids: list[int]) -> int:
+    """Proportional set size of the processes: pages shared after a fork are counted once."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as rollup:
+                for line in rollup:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except OSError:
+            continue
+    return total
+
+
+def _kill_strays(pgid: int, keep: int) -> None:
+    """Between cells, end any process the student's code left running in the group."""
+    for pid in _process_group_members(pgid):
+        if pid != keep:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _kill_user_processes(uid: int) -> None:
+    """Kill every process of a sandbox user: catches children that escaped the process group."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/status") as status:
+                uid_line = next(line for line in status if line.startswith("Uid:"))
+            if int(uid_line.split()[1]) == uid:
+                os.kill(int(entry), signal.SIGKILL)
+        except (OSError, StopIteration, ValueError):
+            continue
+
+
+def _tail(path: str, limit: int = 2000) -> str:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - limit))
+            return handle.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+
+
+class Zygote:
+    """A running zygote process; ``execute`` may be called from several threads at once."""
+
+    def __init__(self, preload: list[str] | None = None, *, start_timeout: float = 180.0):
+        self.preload = DEFAULT_PRELOAD if preload is None else preload
+        self._socket_dir = tempfile.mkdtemp(prefix="grader-zygote-")
+        self.socket_path = os.path.join(self._socket_dir, "zygote.sock")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "grader.executor.zygote", self.socket_path, *self.preload],
+            stdout=subprocess.PIPE,
+            stderr=None,
+            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
+            text=True,
+        )
+        ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)
+        if not ready or self.process.stdout.readline().strip() != "zygote ready":
+            self.close()
+            raise RuntimeError(f"the executor zygote did not start within {start_timeout}s")
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def execute(self, request: ExecutionRequest, limits: Limits) -> ExecutionResult:
+        started = time.monotonic()
+        sandbox = SandboxSpec(
+            slot=request.slot,
+            memory_bytes=limits.memory_bytes,
+            max_processes=limits.max_processes,
+            hide_paths=request.hide_paths,
+        )
+        uid = ensure_sandbox_user(request.slot)[0] if can_isolate() else None
+        result = ExecutionResult(cells=[])
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        child_pid, scratch = None, None
+        try:
+            sock.connect(self.socket_path)
+            send_message(sock, {
+                "files": {name: base64.b64encode(data).decode() for name, data in request.files.items()},
+                "env": request.env,
+                "sandbox": asdict(sandbox),
+                "output_cap_bytes": limits.output_bytes,
+            })
+            ready = recv_message(sock)
+            child_pid, scratch, result.isolated = ready["pid"], ready["scratch"], ready["isolated"]
+            submission_deadline = started + limits.submission_timeout
+            for index, code in enumerate(request.cells):
+                cell_timeout = max(0.1, min(limits.cell_timeout, submission_deadline - time.monotonic()))
+                send_message(sock, {"type": "execute", "code": code, "timeout": cell_timeout})
+                status, reason, reply = self._await_result(sock, child_pid, cell_timeout, limits, result, submission_deadline)
+                if status == "died":
+                    crash = [line for line in _tail(os.path.join(scratch, ".fd2.log")).splitlines() if "Fatal Python error" in line]
+                    reason = f"the process running the submission ended during cell {index + 1}" + (
+                        f" ({crash[-1].strip()})" if crash else " (it exited or was killed)"
+                    )
+                if status != "ok":
+                    outputs = (reply or {}).get("outputs", [])
+                    result.cells.append(CellResult(outputs + [_error_output("GraderLimitExceeded", reason)], None))
+                    result.status, result.reason = status, reason
+                    break
+                result.cells.append(CellResult(reply["outputs"], reply["execution_count"]))
+                _kill_strays(child_pid, keep=child_pid)
+                if reply.get("output_exceeded"):
+                    result.status = "output"
+                    result.reason = f"output limit of {limits.output_bytes} bytes exceeded in cell {index + 1}"
+                    break
+            else:
+                send_message(sock, {"type": "shutdown"})
+        except (ConnectionClosed, OSError) as error:
+            if result.status == "ok":
+                result.status, result.reason = "error", f"executor failure: {error}"
+        finally:
+            sock.close()
+            if child_pid:
+                try:
+                    os.killpg(child_pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            if uid is not None:
+                _kill_user_processes(uid)
+            if scratch:
+                shutil.rmtree(scratch, ignore_errors=True)
+        not_run = f"not executed: {result.reason}"
+        while len(result.cells) < len(request.cells):
+            result.cells.append(CellResult([_error_output("GraderLimitExceeded", not_run)], None))
+        result.seconds = time.monotonic() - started
+        return result
+
+    def _await_result(self, sock, child_pid, cell_timeout, limits, result, submission_deadline):
+        """Wait for one cell's reply while watching memory and time; (status, reason, reply)."""
+        hard_deadline = min(time.monotonic() + cell_timeout + _KILL_GRACE_SECONDS, submission_deadline + _KILL_GRACE_SECONDS)
+        while True:
+            readable, _, _ = select.select([sock], [], [], _MEMORY_POLL_SECONDS)
+            if readable:
+                try:
+                    return "ok", "", recv_message(sock)
+                except ConnectionClosed:
+                    return "died", "", None
+            members = _process_group_members(child_pid)
+            if len(members) > limits.max_processes:
+                return "processes", f"process limit exceeded: {len(members)} processes > {limits.max_processes}", None
+            used = _memory_bytes(members)
+            result.peak_memory_bytes = max(result.peak_memory_bytes, used)
+            if used > limits.memory_bytes:
+                return "memory", f"memory limit exceeded: {used >> 20} MiB > {limits.memory_bytes >> 20} MiB", None
+            now = time.monotonic()
+            if now > submission_deadline + _KILL_GRACE_SECONDS:
+                return "budget", f"wall-clock budget of {limits.submission_timeout:.0f} s exceeded", None
+            if now > hard_deadline:
+                return "timeout", f"cell did not finish within {cell_timeout:.0f} s and ignored the interrupt", None
+
+
+def sandbox_users_for(workers: int) -> list[str]:
+    """Create (as root) the per-worker sandbox users up front; return their names."""
+    if not can_isolate():
+        return []
+    for slot in range(workers):
+        ensure_sandbox_user(slot)
+    return [sandbox_username(slot) for slot in range(workers)]
