@@ -1,36 +1,288 @@
-"""Autograde: run each submitted notebook and record the scores in nbgrader's gradebook.
+"""Autograde: grade every submission of an assignment into nbgrader's gradebook, fast and safely.
 
-One broken submission never stops the others: each student is graded separately and a failure is
-reported with the student and nbgrader's reason, while the rest of the batch goes on.
+nbgrader's own ``Autograde`` converter does all the bookkeeping (students, submissions, restoring
+the original test cells, late penalties, saving grades), so the gradebook rows are exactly the
+ones ``nbgrader autograde`` writes. Only its ``Execute`` step is replaced, by
+:class:`ForkedExecute`, which runs the cells in a sandboxed fork of a pre-importing zygote
+(:mod:`grader.executor`) instead of a fresh kernel per submission.
+
+Submissions are graded by ``workers`` threads. All gradebook work happens under one lock, so the
+database only ever sees one writer; the lock is released while cells execute, which is where the
+time goes. Each finished submission is recorded in :mod:`grader.progress`, so a run killed half
+way is resumed by running it again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import queue
+import shutil
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import nbformat
+from nbgrader.converters import Autograde
+from nbgrader.converters.base import NbGraderException
+from nbgrader.coursedir import CourseDirectory
+from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from tqdm.auto import tqdm
 
-from grader.nbgrader_api import open_api
+from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, sandbox_users_for
+from grader.nbgrader_api import load_course_config
+from grader.progress import GradedRecord, ProgressStore, fingerprint
+from grader.tamper import inspect_submission
+
+GRADEBOOK_LOCK = threading.Lock()
+STAGING_DIRECTORY = os.path.join(".grader", "staging")
+# The size of a submission's extra files (data, helper modules) that is shipped to the executor.
+MAX_SUBMISSION_FILES_BYTES = 64 << 20
+_job = threading.local()
 
 
 @dataclass(frozen=True)
 class AutogradeOutcome:
     student_id: str
     success: bool
+    status: str = "ok"
+    reason: str = ""
     error: str = ""
+    changes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: bool = False  # already graded with these exact files (resumed run)
+
+
+@dataclass
+class _JobContext:
+    backend: object
+    slot: int
+    limits: Limits
+    hide_paths: list[str]
+    statuses: list = field(default_factory=list)
+
+
+def _submission_files(folder: Path) -> dict[str, bytes]:
+    """Everything in the submission folder except notebooks (which hold restored hidden tests)."""
+    files, total = {}, 0
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".ipynb"):
+        total += path.stat().st_size
+        if total > MAX_SUBMISSION_FILES_BYTES:
+            break
+        files[str(path.relative_to(folder))] = path.read_bytes()
+    return files
+
+
+class ForkedExecute(NbGraderPreprocessor):
+    """Drop-in for nbgrader's ``Execute``: same outputs, produced by the sandboxed executor."""
+
+    def preprocess(self, nb, resources):
+        context: _JobContext = _job.context
+        folder = Path(resources["metadata"]["path"])
+        runnable = [
+            cell for cell in nb.cells
+            if cell.cell_type == "code" and cell.source.strip() and "skip-execution" not in cell.metadata.get("tags", [])
+        ]
+        request = ExecutionRequest(
+            cells=[cell.source for cell in runnable],
+            files=_submission_files(folder),
+            env={"NBGRADER_EXECUTION": "autograde"},
+            hide_paths=context.hide_paths,
+            slot=context.slot,
+        )
+        # Let other submissions use the gradebook while this one runs.
+        GRADEBOOK_LOCK.release()
+        try:
+            result = context.backend.execute(request, context.limits)
+        finally:
+            GRADEBOOK_LOCK.acquire()
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                cell.outputs, cell.execution_count = [], None
+        for cell, cell_result in zip(runnable, result.cells):
+            cell.outputs = [nbformat.from_dict(output) for output in cell_result.outputs]
+            cell.execution_count = cell_result.execution_count
+        context.statuses.append(result)
+        return nb, resources
+
+
+class _ThreadSafeAutograde(Autograde):
+    """nbgrader's converter without its per-notebook ``setenv(NBGRADER_EXECUTION=...)``.
+
+    nbgrader 0.9.6's ``setenv`` saves ``os.environ.get(value)`` instead of ``.get(key)`` and so
+    always deletes the variable afterwards; with several threads one deletes it under another
+    (KeyError). ``autograde_assignment`` sets the variable once for the whole run instead.
+    """
+
+    def convert_single_notebook(self, notebook_filename: str) -> None:
+        self.log.info("Sanitizing %s", notebook_filename)
+        self._sanitizing = True
+        self._init_preprocessors()
+        super(Autograde, self).convert_single_notebook(notebook_filename)
+        notebook_filename = os.path.join(self.writer.build_directory, os.path.basename(notebook_filename))
+        self.log.info("Autograding %s", notebook_filename)
+        self._sanitizing = False
+        self._init_preprocessors()
+        try:
+            super(Autograde, self).convert_single_notebook(notebook_filename)
+        finally:
+            self._sanitizing = True
+
+
+def _with_forked_execute(preprocessors: list) -> list:
+    return [ForkedExecute if preprocessor is Execute else preprocessor for preprocessor in preprocessors]
+
+
+def _stage_submission(course_dir: Path, coursedir: CourseDirectory, assignment_id: str, student_id: str) -> list[str]:
+    """Copy a submission into the staging tree, repaired; return the tampering found."""
+    submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
+    staged = course_dir / STAGING_DIRECTORY / student_id / assignment_id
+    if staged.exists():
+        shutil.rmtree(staged)
+    shutil.copytree(submitted, staged)
+    release = Path(coursedir.format_path(coursedir.release_directory, ".", assignment_id))
+    changes = []
+    for release_notebook in sorted(release.glob("*.ipynb")):
+        submitted_notebook = staged / release_notebook.name
+        if not submitted_notebook.exists():
+            changes.append(f"{release_notebook.name}: not submitted")
+            continue
+        inspection = inspect_submission(submitted_notebook, nbformat.read(release_notebook, as_version=4))
+        nbformat.write(inspection.notebook, submitted_notebook)
+        changes += inspection.changes
+    return changes
+
+
+def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, context: _JobContext, store: ProgressStore) -> AutogradeOutcome:
+    started = time.monotonic()
+    with GRADEBOOK_LOCK:
+        coursedir = CourseDirectory(config=config)
+        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
+        digest = fingerprint(submitted)
+        try:
+            changes = _stage_submission(course_dir, coursedir, assignment_id, student_id)
+            coursedir.submitted_directory = STAGING_DIRECTORY
+            coursedir.assignment_id, coursedir.student_id = assignment_id, student_id
+            converter = _ThreadSafeAutograde(coursedir=coursedir, config=config)
+            converter.force = True
+            converter.autograde_preprocessors = _with_forked_execute(converter.autograde_preprocessors)
+            _job.context = context
+            converter.start()
+        except (NbGraderException, Exception) as error:  # one submission never stops the batch
+            return AutogradeOutcome(student_id, False, "error", error=f"{type(error).__name__}: {error}",
+                                    seconds=time.monotonic() - started)
+        finally:
+            _job.context = None
+        worst = next((r for r in context.statuses if r.status != "ok"), None)
+        outcome = AutogradeOutcome(
+            student_id, True, worst.status if worst else "ok", worst.reason if worst else "",
+            changes=changes, seconds=time.monotonic() - started,
+        )
+        store.mark_done(GradedRecord(assignment_id, student_id, digest, outcome.status, outcome.reason, changes, outcome.seconds))
+        return outcome
+
+
+def _make_backend(scheduler: str | None, preload: list[str]):
+    if scheduler:
+        from grader.executor.dask_backend import DaskBackend
+
+        return DaskBackend(scheduler, preload=preload)
+    from grader.executor.client import Zygote
+
+    return Zygote(preload)
+
+
+def _default_limits(config) -> Limits:
+    # Honour the course's nbgrader per-cell timeout, so scores match `nbgrader autograde`.
+    timeout = config.Execute.get("timeout", Execute.class_traits()["timeout"].default_value)
+    return Limits(cell_timeout=float(timeout or 300))
+
+
+def _hidden_paths(config, coursedir: CourseDirectory) -> list[str]:
+    paths = {os.path.realpath(coursedir.root), os.path.realpath(os.path.join(coursedir.root, coursedir.source_directory))}
+    exchange_root = config.Exchange.get("root")
+    if exchange_root:
+        paths.add(os.path.realpath(exchange_root))
+    return sorted(paths)
 
 
 def autograde_assignment(
-    *, course_dir: Path, assignment_id: str, students: list[str] | None = None, progress: bool = True
+    *,
+    course_dir: Path,
+    assignment_id: str,
+    students: list[str] | None = None,
+    workers: int | None = None,
+    limits: Limits | None = None,
+    preload: list[str] | None = None,
+    scheduler: str | None = None,
+    db_url: str | None = None,
+    force: bool = False,
+    progress: bool = True,
 ) -> list[AutogradeOutcome]:
-    """Autograde ``assignment_id`` for ``students`` (default: everyone who submitted)."""
-    outcomes = []
-    with open_api(course_dir) as api:
-        if students is None:
-            students = sorted(api.get_submitted_students(assignment_id, "*"))
-        for student_id in tqdm(students, desc=f"autograde {assignment_id}", unit="submission", disable=not progress):
-            result = api.autograde(assignment_id, student_id, force=True, create=True)
-            error = "" if result.get("success") else (result.get("error") or result.get("log") or "unknown error")
-            outcomes.append(AutogradeOutcome(student_id, bool(result.get("success")), error.strip()))
-    return outcomes
+    """Autograde ``assignment_id`` for ``students`` (default: everyone who submitted).
+
+    Already-graded submissions whose files are unchanged are skipped unless ``force``.
+    """
+    course_dir = Path(course_dir).resolve()
+    config = load_course_config(course_dir)
+    if db_url:
+        config.CourseDirectory.db_url = db_url
+    coursedir = CourseDirectory(config=config)
+    if students is None:
+        submitted_root = Path(coursedir.root) / coursedir.submitted_directory
+        students = sorted(p.parent.name for p in submitted_root.glob(f"*/{assignment_id}") if p.is_dir())
+    workers = workers or os.cpu_count() or 1
+    limits = limits or _default_limits(config)
+    store = ProgressStore(course_dir)
+
+    outcomes, todo = [], []
+    for student in students:
+        folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment_id))
+        if not force and folder.is_dir() and store.is_done(assignment_id, student, fingerprint(folder)):
+            outcomes.append(AutogradeOutcome(student, True, skipped=True))
+        else:
+            todo.append(student)
+    if not todo:
+        return outcomes
+
+    sandbox_users_for(workers)
+    hide = _hidden_paths(config, coursedir)
+    slots: queue.Queue[int] = queue.Queue()
+    for slot in range(workers):
+        slots.put(slot)
+    backend = _make_backend(scheduler, DEFAULT_PRELOAD if preload is None else preload)
+
+    def run(student: str) -> AutogradeOutcome:
+        slot = slots.get()
+        try:
+            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, hide), store)
+        finally:
+            slots.put(slot)
+
+    # nbgrader's converter changes into the course root and back; start there so every thread
+    # sees the same working directory whichever thread changes it.
+    previous = os.getcwd()
+    os.chdir(course_dir)
+    # Student code and nbgrader's own preprocessors may test it (see _ThreadSafeAutograde).
+    previous_execution = os.environ.get("NBGRADER_EXECUTION")
+    os.environ["NBGRADER_EXECUTION"] = "autograde"
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+            total=len(todo), desc=f"autograde {assignment_id}", unit="submission", disable=not progress
+        ) as bar:
+            futures = [pool.submit(run, student) for student in todo]
+            for future in as_completed(futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                bar.update(1)
+                if not outcome.success or outcome.status != "ok":
+                    bar.set_postfix_str(f"{outcome.student_id}: {outcome.status}", refresh=False)
+    finally:
+        os.chdir(previous)
+        if previous_execution is None:
+            os.environ.pop("NBGRADER_EXECUTION", None)
+        else:
+            os.environ["NBGRADER_EXECUTION"] = previous_execution
+        backend.close()
+    return sorted(outcomes, key=lambda outcome: outcome.student_id)

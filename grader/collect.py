@@ -11,4 +11,4 @@ def collect_submissions(*, course_dir: Path, assignment_id: str) -> list[str]:
     """Collect the latest submission of each student; return the student ids now submitted."""
     with open_api(course_dir) as api:
         checked(api.collect(assignment_id, update=True), f"collecting {assignment_id}")
-        return sorted(api.get_submitted_students(assignment_id, "*"))
+        return sorted(api.get_submitted_students(assignment_id))

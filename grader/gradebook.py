@@ -17,6 +17,11 @@ class GradeRow:
     auto_score: float | None
     manual_score: float | None
     max_score: float
+    cell_type: str  # "code" cells are autograded; "markdown" answers are graded by hand
+
+    @property
+    def autograded(self) -> bool:
+        return self.cell_type == "code"
 
 
 def grade_rows(db_url: str, *, course_id: str, assignment_id: str, student_id: str) -> list[GradeRow]:
@@ -30,6 +35,6 @@ def grade_rows(db_url: str, *, course_id: str, assignment_id: str, student_id: s
         for notebook in submission.notebooks:
             for grade in notebook.grades:
                 rows.append(
-                    GradeRow(student_id, notebook.name, grade.name, grade.auto_score, grade.manual_score, grade.max_score)
+                    GradeRow(student_id, notebook.name, grade.name, grade.auto_score, grade.manual_score, grade.max_score, grade.cell.cell_type)
                 )
     return sorted(rows, key=lambda row: (row.notebook, row.cell))

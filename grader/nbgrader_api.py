@@ -41,9 +41,11 @@ def _working_directory(path: Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def open_api(course_dir: Path) -> Iterator[NbGraderAPI]:
+def open_api(course_dir: Path, overrides: Config | None = None) -> Iterator[NbGraderAPI]:
     """Yield an ``NbGraderAPI`` for the course, working inside the course directory as nbgrader does."""
     config = load_course_config(course_dir)
+    if overrides is not None:
+        config.merge(overrides)
     coursedir = CourseDirectory(config=config)
     with _working_directory(Path(course_dir)):
         yield NbGraderAPI(coursedir=coursedir, config=config)

@@ -39,6 +39,24 @@ def nbgrader_as_student(student_dir: Path, *args: str) -> subprocess.CompletedPr
     return result
 
 
+def answered_with_solutions(fetched: Path) -> nbformat.NotebookNode:
+    """The fetched notebook with each answer cell written as the instructor's solution (markers
+    removed), as a strong student would submit it."""
+    notebook = nbformat.read(fetched, as_version=4)
+    source = nbformat.read(ASSIGNMENTS_SOURCE_DIR / ASSIGNMENT / NOTEBOOK, as_version=4)
+    solutions = {
+        cell.metadata["nbgrader"]["grade_id"]: cell.source
+        for cell in source.cells
+        if cell.metadata.get("nbgrader", {}).get("solution")
+    }
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in solutions:
+            lines = solutions[grade_id].splitlines()
+            cell.source = "\n".join(line for line in lines if "### BEGIN SOLUTION" not in line and "### END SOLUTION" not in line)
+    return notebook
+
+
 def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     course = Course("roundtrip101", tmp_path / "course", tmp_path / "exchange")
     prepare_course_dir(course)
@@ -53,7 +71,7 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
         fetched = student_dir / ASSIGNMENT / NOTEBOOK
         assert "### BEGIN SOLUTION" not in fetched.read_text()
         if work == "solution":
-            nbformat.write(nbformat.read(ASSIGNMENTS_SOURCE_DIR / ASSIGNMENT / NOTEBOOK, as_version=4), fetched)
+            nbformat.write(answered_with_solutions(fetched), fetched)
         nbgrader_as_student(student_dir, "submit", ASSIGNMENT)
 
     assert collect_submissions(course_dir=course.course_dir, assignment_id=ASSIGNMENT) == sorted(students)
@@ -62,8 +80,8 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
 
     def autograded(student):
         rows = grade_rows(course.gradebook_url, course_id=course.course_id, assignment_id=ASSIGNMENT, student_id=student)
-        # Manually graded answers have no auto score; they are the instructor's to mark.
-        return [row for row in rows if row.auto_score is not None]
+        # Written (markdown) answers are the instructor's to mark by hand.
+        return [row for row in rows if row.autograded]
 
     alice, bob = autograded("alice"), autograded("bob")
     assert alice and len(alice) == len(bob)
