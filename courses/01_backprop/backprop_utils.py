@@ -142,9 +142,10 @@ def mlp_forward(params, X, *, activation="relu", output_activation=None):
 def load_digits_split(*, seed=0, val_fraction=0.2, test_fraction=0.2, n_samples=None):
     """Lesson 01 (split used from lesson 05). The 8x8 digits bundled with scikit-learn, split.
 
-    Returns ``dict(X_train, y_train, X_val, y_val, X_test, y_test)`` (float64, int64). Pixels (0-16)
-    are standardised with the mean and standard deviation of the *training* rows only, so nothing
-    about validation or test data leaks into training. Splits are stratified by class.
+    Returns ``dict(X_train, y_train, X_val, y_val, X_test, y_test, pixel_mean, pixel_scale)``
+    (float64, int64). Pixels (0-16) are standardised, ``(raw - pixel_mean) / pixel_scale``, with
+    statistics of the *training* rows only, so nothing about validation or test data leaks into
+    training. Splits are stratified by class.
     ``n_samples`` keeps a stratified subset first (for quick runs).
     """
     from sklearn.datasets import load_digits
@@ -168,6 +169,7 @@ def load_digits_split(*, seed=0, val_fraction=0.2, test_fraction=0.2, n_samples=
         X_train=standardise(X_train), y_train=y_train,
         X_val=standardise(X_val), y_val=y_val,
         X_test=standardise(X_test), y_test=y_test,
+        pixel_mean=mean, pixel_scale=std,
     )
 
 
