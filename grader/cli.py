@@ -10,6 +10,7 @@ from pathlib import Path
 from grader.autograde import autograde_assignment
 from grader.collect import collect_submissions
 from grader.course import Course, prepare_course_dir
+from grader.executor.client import Limits
 from grader.feedback import release_feedback
 from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
@@ -39,11 +40,34 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
-    outcomes = autograde_assignment(course_dir=args.course_dir, assignment_id=args.assignment)
+    defaults = Limits()
+    limits = Limits(
+        cell_timeout=args.cell_timeout if args.cell_timeout is not None else defaults.cell_timeout,
+        submission_timeout=args.timeout,
+        memory_bytes=args.memory << 20,
+        output_bytes=args.output_limit << 10,
+    ) if args.cell_timeout is not None or args.limits_given else None
+    outcomes = autograde_assignment(
+        course_dir=args.course_dir,
+        assignment_id=args.assignment,
+        workers=args.workers,
+        limits=limits,
+        preload=args.preload.split(",") if args.preload is not None else None,
+        scheduler=args.scheduler,
+        db_url=args.db,
+        force=args.force,
+    )
     failed = [o for o in outcomes if not o.success]
-    for outcome in failed:
-        print(f"FAILED {outcome.student_id}: {outcome.error.splitlines()[-1] if outcome.error else ''}", file=sys.stderr)
-    print(f"autograded {len(outcomes) - len(failed)} of {len(outcomes)} submission(s)")
+    skipped = sum(o.skipped for o in outcomes)
+    for outcome in outcomes:
+        if not outcome.success:
+            print(f"FAILED  {outcome.student_id}: {outcome.error.splitlines()[-1] if outcome.error else ''}", file=sys.stderr)
+        elif outcome.status != "ok":
+            print(f"LIMIT   {outcome.student_id}: {outcome.status}: {outcome.reason}")
+        for change in outcome.changes:
+            print(f"TAMPER  {outcome.student_id}: {change}")
+    print(f"autograded {len(outcomes) - len(failed) - skipped} of {len(outcomes)} submission(s)"
+          + (f", {skipped} already graded" if skipped else "") + (f", {len(failed)} failed" if failed else ""))
     return 1 if failed else 0
 
 
@@ -66,10 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--exchange", type=Path, required=True, help="nbgrader exchange root")
     init.set_defaults(handler=_cmd_init)
 
+    limits = Limits()
+    autograde = verbs.add_parser("autograde", help="grade every collected submission, in parallel and sandboxed")
+    autograde.add_argument("assignment")
+    autograde.add_argument("--workers", type=int, default=None, help="parallel submissions (default: number of cores)")
+    autograde.add_argument("--cell-timeout", type=float, default=None,
+                           help="seconds per cell (default: the course's Execute.timeout, as nbgrader)")
+    autograde.add_argument("--timeout", type=float, default=limits.submission_timeout, help="wall-clock seconds per submission")
+    autograde.add_argument("--memory", type=int, default=limits.memory_bytes >> 20, help="MiB of memory per submission")
+    autograde.add_argument("--output-limit", type=int, default=limits.output_bytes >> 10, help="KiB of output per submission")
+    autograde.add_argument("--preload", default=None, help="comma-separated modules the executor imports once")
+    autograde.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...) to grade on a cluster")
+    autograde.add_argument("--db", default=None, help="gradebook URL (default: the course's, usually SQLite)")
+    autograde.add_argument("--force", action="store_true", help="regrade submissions already graded")
+    autograde.set_defaults(handler=_cmd_autograde)
+
     for name, handler, help_text in [
         ("release", _cmd_release, "generate the student version and release it"),
         ("collect", _cmd_collect, "collect the latest submissions"),
-        ("autograde", _cmd_autograde, "autograde every collected submission"),
         ("feedback", _cmd_feedback, "generate and release feedback"),
     ]:
         verb = verbs.add_parser(name, help=help_text)
@@ -81,7 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # Limits are passed only when the instructor set one, so the course config's timeout applies otherwise.
+    args.limits_given = any(
+        getattr(args, name, None) != parser._subparsers._group_actions[0].choices[args.verb].get_default(name)
+        for name in ("timeout", "memory", "output_limit")
+    ) if args.verb == "autograde" else False
     try:
         return args.handler(args)
     except GraderError as error:

@@ -9,10 +9,7 @@ from each other's units) and no less.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -117,16 +114,6 @@ def _wrong(source: nbformat.NotebookNode, cell_id: str, old: str, new: str) -> n
     cell = next(c for c in source.cells if _nbgrader(c).get("grade_id") == cell_id)
     assert cell.cell_type == "code" and _nbgrader(cell).get("solution"), f"{cell_id} is not an answer cell"
     return nb
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _venv_bin_on_path():
-    """nbgrader's Gradebook runs ``alembic heads`` as a subprocess found on PATH. When pytest is
-    started as ``.venv/bin/python -m pytest`` without the venv activated, ``alembic`` is not on
-    PATH and ``generate`` fails; put the interpreter's own bin directory first for this module."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("PATH", str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", ""))
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -18,16 +18,12 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from grader.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.executor.sandbox import SandboxSpec, can_isolate, ensure_sandbox_user, sandbox_username
 
 DEFAULT_PRELOAD = ["numpy", "scipy", "pandas", "matplotlib.pyplot", "sklearn", "torch", "tensorflow"]
 _MEMORY_POLL_SECONDS = 0.1
-# Grace after the per-cell timeout: the child interrupts the cell itself (as a kernel interrupt
-# would); only code stuck in C past this is killed.
-_KILL_GRACE_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +33,9 @@ class Limits:
     memory_bytes: int = 2 << 30
     output_bytes: int = 4 << 20
     max_processes: int = 32  # processes in the submission's group; more ends the submission
+    # After the per-cell timeout the child interrupts the cell itself, as a kernel interrupt
+    # would; code that ignores the interrupt is killed this many seconds later.
+    kill_grace: float = 5.0
 
 
 @dataclass
@@ -234,7 +233,7 @@ class Zygote:
 
     def _await_result(self, sock, child_pid, cell_timeout, limits, result, submission_deadline):
         """Wait for one cell's reply while watching memory and time; (status, reason, reply)."""
-        hard_deadline = min(time.monotonic() + cell_timeout + _KILL_GRACE_SECONDS, submission_deadline + _KILL_GRACE_SECONDS)
+        hard_deadline = min(time.monotonic() + cell_timeout, submission_deadline) + limits.kill_grace
         while True:
             readable, _, _ = select.select([sock], [], [], _MEMORY_POLL_SECONDS)
             if readable:
@@ -250,7 +249,7 @@ class Zygote:
             if used > limits.memory_bytes:
                 return "memory", f"memory limit exceeded: {used >> 20} MiB > {limits.memory_bytes >> 20} MiB", None
             now = time.monotonic()
-            if now > submission_deadline + _KILL_GRACE_SECONDS:
+            if now > submission_deadline + limits.kill_grace:
                 return "budget", f"wall-clock budget of {limits.submission_timeout:.0f} s exceeded", None
             if now > hard_deadline:
                 return "timeout", f"cell did not finish within {cell_timeout:.0f} s and ignored the interrupt", None

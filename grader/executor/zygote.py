@@ -8,6 +8,7 @@ deadlocks in the child, forking after mere imports does not.
 from __future__ import annotations
 
 import base64
+import ctypes
 import faulthandler
 import importlib
 import os
@@ -31,6 +32,12 @@ def _on_alarm(signum, frame):
     raise CellTimeout()
 
 
+def _die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when our parent dies, so a killed grader leaves nothing behind."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _write_files(directory: str, files: dict[str, str]) -> None:
     for relative, content in files.items():
         target = os.path.normpath(os.path.join(directory, relative))
@@ -48,6 +55,8 @@ def run_session(conn: socket.socket) -> None:
     scratch = tempfile.mkdtemp(prefix="grader-scratch-")
     _write_files(scratch, start.get("files", {}))
     isolated = confine(SandboxSpec(**start["sandbox"]), scratch)
+    # Die with the zygote (set after confine: changing user clears the setting).
+    _die_with_parent()
     os.chdir(scratch)
     os.environ.update(start.get("env", {}))
     os.environ["HOME"] = scratch
@@ -110,6 +119,7 @@ def preload(modules: list[str]) -> None:
 
 def main(argv: list[str]) -> None:
     socket_path, modules = argv[0], argv[1:]
+    _die_with_parent()
     preload(modules)
     server = ZygoteServer(socket_path, _Handler)
     os.chmod(socket_path, 0o600)
