@@ -41,8 +41,14 @@ def feedback_config() -> Config:
     return config
 
 
-def release_feedback(*, course_dir: Path, assignment_id: str, student_id: str | None = None) -> None:
-    """Generate feedback for one student (or all) and put it where ``fetch_feedback`` finds it."""
+def generate_feedback(*, course_dir: Path, assignment_id: str, student_id: str | None = None) -> None:
+    """Write feedback HTML into the course's ``feedback/`` tree for one student (or all)."""
     with open_api(course_dir, feedback_config()) as api:
         checked(api.generate_feedback(assignment_id, student_id), f"generating feedback for {assignment_id}")
+
+
+def release_feedback(*, course_dir: Path, assignment_id: str, student_id: str | None = None) -> None:
+    """Generate feedback and put it where students' ``fetch_feedback`` finds it."""
+    generate_feedback(course_dir=course_dir, assignment_id=assignment_id, student_id=student_id)
+    with open_api(course_dir) as api:
         checked(api.release_feedback(assignment_id, student_id), f"releasing feedback for {assignment_id}")

@@ -4,7 +4,7 @@ nbgrader itself restores the source, type and lock of known cells (``OverwriteCe
 duplicated grade ids (``DeduplicateIds``). Before that runs, this module makes every submission
 readable and complete: malformed JSON or nbformat 3 is turned into a valid nbformat 4 notebook
 (or, when nothing can be recovered, the unmodified release), deleted graded or locked cells are
-put back from the release, and duplicated cell ids are renumbered. Every finding is reported in
+put back from the release, and duplicated cell ids are renumbered (by nbformat). Every finding is reported in
 words an instructor can act on; the student's original files are never modified.
 """
 
@@ -47,23 +47,17 @@ def _load(path: Path, release: nbformat.NotebookNode, changes: list[str]) -> nbf
         return copy.deepcopy(release)
     if version == 3:
         changes.append(f"{path.name}: nbformat 3, converted to nbformat 4")
+    else:
+        ids = [cell.get("id") for cell in data.get("cells", []) if isinstance(cell, dict) and cell.get("id")]
+        for duplicate in sorted({i for i in ids if ids.count(i) > 1}):
+            # nbformat renumbers duplicates when it reads the notebook; report them here.
+            changes.append(f"{path.name}: duplicated cell id {duplicate!r}, renumbered")
     try:
         notebook = nbformat.reads(raw.decode(), as_version=4)
     except Exception as error:  # nbformat raises several types for broken structure
         changes.append(f"{path.name}: unreadable notebook ({error}); graded as the unmodified release")
         return copy.deepcopy(release)
     return notebook
-
-
-def _renumber_duplicate_ids(notebook, name: str, changes: list[str]) -> None:
-    seen = set()
-    for cell in notebook.cells:
-        cell_id = cell.get("id")
-        if cell_id in seen or cell_id is None:
-            if cell_id is not None:
-                changes.append(f"{name}: duplicated cell id {cell_id!r}, renumbered")
-            cell["id"] = uuid.uuid4().hex[:8]
-        seen.add(cell["id"])
 
 
 def _restore_deleted(notebook, release, name: str, changes: list[str]) -> None:
@@ -113,7 +107,6 @@ def inspect_submission(path: Path, release: nbformat.NotebookNode) -> Inspection
     """Read a submitted notebook against its release version; return it repaired, with findings."""
     changes: list[str] = []
     notebook = _load(path, release, changes)
-    _renumber_duplicate_ids(notebook, path.name, changes)
     _report_edits(notebook, release, path.name, changes)
     _restore_deleted(notebook, release, path.name, changes)
     return Inspection(notebook, changes)

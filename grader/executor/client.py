@@ -32,7 +32,7 @@ class Limits:
     submission_timeout: float = 1800.0
     memory_bytes: int = 2 << 30
     output_bytes: int = 4 << 20
-    max_processes: int = 32  # processes in the submission's group; more ends the submission
+    max_processes: int = 16  # processes in the submission's group; more ends the submission
     # After the per-cell timeout the child interrupts the cell itself, as a kernel interrupt
     # would; code that ignores the interrupt is killed this many seconds later.
     kill_grace: float = 5.0

@@ -1,0 +1,157 @@
+"""grader.autograde on every bad case in tests/files/submissions: scores, limits, tampering, sandbox."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader.autograde import autograde_assignment
+from grader.course import Course, prepare_course_dir
+from grader.executor.client import Limits
+from grader.feedback import generate_feedback
+from grader.gradebook import grade_rows
+from grader.nbgrader_api import checked, open_api
+from grader.progress import ProgressStore
+
+pytestmark = pytest.mark.slow
+
+FILES = Path(__file__).parent / "files"
+ASSIGNMENT = "squares"
+FULL = {"test_positive": 1.0, "test_negative": 2.0, "test_arrays": 1.0}
+ZERO = dict.fromkeys(FULL, 0.0)
+# case: (expected autograded scores, expected status, words expected in the tamper report)
+EXPECTED = {
+    "solution": (FULL, "ok", None),
+    "blank": (ZERO, "ok", None),
+    "wrong": ({"test_positive": 1.0, "test_negative": 0.0, "test_arrays": 1.0}, "ok", None),
+    "raises": (ZERO, "ok", None),
+    # Interrupted like a kernel at the cell timeout; `square` was defined before the loop.
+    "infinite-loop": (FULL, "ok", None),
+    "ignores-interrupt": (ZERO, "timeout", None),
+    "os-exit": (ZERO, "died", None),
+    "segfault": (ZERO, "died", None),
+    "fork-bomb": (ZERO, "processes", None),
+    "memory-hog": (ZERO, "memory", None),
+    "runaway-output": (ZERO, "output", None),
+    "reads-secrets": (FULL, "ok", None),
+    "tampered-tests": (FULL, "ok", "locked cell 'test_negative' edited"),
+    "deleted-tests": (FULL, "ok", "'test_negative' was deleted; restored"),
+    "changed-cell-type": (FULL, "ok", "changed from code to markdown"),
+    "duplicated-cell-ids": (FULL, "ok", "duplicated cell id"),
+    "metadata-changed": ({"test_positive": 1.0, "test_negative": 0.0, "test_arrays": 1.0}, "ok", "metadata of cell 'test_negative' edited"),
+    "malformed-json": (ZERO, "ok", "not valid JSON"),
+    "nbformat3": (FULL, "ok", "nbformat 3, converted"),
+}
+TEST_LIMITS = Limits(cell_timeout=3, submission_timeout=60, memory_bytes=600 << 20, output_bytes=200_000, kill_grace=2)
+
+
+def make_fixture_course(root: Path, cases) -> Course:
+    """A course whose source is tests/files (the squares assignment), with ``cases`` submitted."""
+    course = Course("fixtures101", root / "course", root / "exchange", source_dir=FILES)
+    prepare_course_dir(course)
+    with open_api(course.course_dir) as api:
+        checked(api.generate_assignment(ASSIGNMENT), "generate squares")
+    for case in cases:
+        folder = course.course_dir / "submitted" / case / ASSIGNMENT
+        folder.mkdir(parents=True)
+        text = (FILES / "submissions" / f"{case}.ipynb").read_text().replace("@COURSE@", str(course.course_dir))
+        (folder / f"{ASSIGNMENT}.ipynb").write_text(text)
+        (folder / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
+    return course
+
+
+def autograded_scores(course: Course, student: str) -> dict[str, float]:
+    rows = grade_rows(course.gradebook_url, course_id=course.course_id, assignment_id=ASSIGNMENT, student_id=student)
+    return {row.cell: row.auto_score for row in rows if row.autograded}
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory):
+    course = make_fixture_course(tmp_path_factory.mktemp("fixtures"), EXPECTED)
+    outcomes = autograde_assignment(
+        course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2, limits=TEST_LIMITS, preload=["numpy"], progress=False
+    )
+    return course, {outcome.student_id: outcome for outcome in outcomes}
+
+
+def test_every_submission_is_graded_and_none_stops_the_batch(batch):
+    _, outcomes = batch
+    assert sorted(outcomes) == sorted(EXPECTED)
+    assert [name for name, outcome in outcomes.items() if not outcome.success] == []
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_scores_status_and_report(batch, case):
+    course, outcomes = batch
+    scores, status, report = EXPECTED[case]
+    outcome = outcomes[case]
+    assert autograded_scores(course, case) == scores
+    assert outcome.status == status, outcome.reason
+    if status != "ok":
+        assert outcome.reason  # a reason an instructor can read
+    if report is None:
+        assert outcome.changes == []
+    else:
+        assert any(report in change for change in outcome.changes), outcome.changes
+
+
+def test_limits_are_recorded_for_reports(batch):
+    course, _ = batch
+    records = {record.student_id: record for record in ProgressStore(course.course_dir).records(ASSIGNMENT)}
+    assert records["memory-hog"].status == "memory" and "MiB" in records["memory-hog"].reason
+    assert records["runaway-output"].status == "output"
+    assert "deleted" in " ".join(records["deleted-tests"].changes)
+
+
+def test_nothing_is_left_running(batch):
+    leftovers = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"grader.executor.zygote" in cmdline and int(entry) != os.getpid():
+                leftovers.append(entry)
+    # Other test workers may run their own zygotes; ours must have gone with the batch, and no
+    # sandbox user's process may survive it.
+    sandbox_processes = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                status = Path(f"/proc/{entry}/status").read_text()
+            except OSError:
+                continue
+            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
+            if os.geteuid() == 0 and 900 <= uid < 1000 and "grader-sbx" in Path(f"/proc/{entry}/environ").read_bytes().decode(errors="ignore"):
+                sandbox_processes.append(entry)
+    assert sandbox_processes == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox user and hidden paths need root")
+def test_student_code_cannot_read_the_course_or_other_students(batch):
+    course, _ = batch
+    graded = nbformat.read(course.course_dir / "autograded" / "reads-secrets" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
+    answer = next(c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "square_answer")
+    printed = "".join(o.get("text", "") for o in answer.outputs)
+    assert printed.count("DENIED") == 3 and "READ" not in printed.replace("DENIED", ""), printed
+
+
+def test_feedback_has_neither_hidden_tests_nor_their_tracebacks(batch):
+    course, _ = batch
+    generate_feedback(course_dir=course.course_dir, assignment_id=ASSIGNMENT, student_id="wrong")
+    (html,) = (course.course_dir / "feedback" / "wrong" / ASSIGNMENT).glob("*.html")
+    text = html.read_text()
+    assert "hidden: fractions" not in text and "BEGIN HIDDEN TESTS" not in text and "square(1.5)" not in text
+    assert "AssertionError" in text  # the student still learns that a test failed
+
+
+def test_a_rerun_grades_nothing_already_graded(batch):
+    course, outcomes = batch
+    again = autograde_assignment(course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2,
+                                 limits=TEST_LIMITS, preload=["numpy"], progress=False)
+    assert all(outcome.skipped for outcome in again)
