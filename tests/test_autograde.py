@@ -155,3 +155,24 @@ def test_a_rerun_grades_nothing_already_graded(batch):
     again = autograde_assignment(course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2,
                                  limits=TEST_LIMITS, preload=["numpy"], progress=False)
     assert all(outcome.skipped for outcome in again)
+
+
+@pytest.mark.skipif(__import__("postgres").server_binaries() is None, reason="PostgreSQL server not installed")
+def test_grading_into_postgresql_gives_the_sqlite_scores(tmp_path, batch):
+    from postgres import running_postgres
+
+    sqlite_course, _ = batch
+    cases = ["solution", "wrong", "os-exit", "deleted-tests"]
+    course = make_fixture_course(tmp_path / "pg", cases)
+    with running_postgres() as url:
+        # The gradebook of a PostgreSQL course is named in its config, as instructors would do it.
+        config = course.course_dir / "nbgrader_config.py"
+        config.write_text(config.read_text() + f"c.CourseDirectory.db_url = {url!r}\n")
+        with open_api(course.course_dir) as api:
+            checked(api.generate_assignment(ASSIGNMENT), "generate squares in PostgreSQL")
+        outcomes = autograde_assignment(course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2,
+                                        limits=TEST_LIMITS, preload=["numpy"], progress=False)
+        assert all(outcome.success for outcome in outcomes)
+        for case in cases:
+            pg_rows = grade_rows(url, course_id=course.course_id, assignment_id=ASSIGNMENT, student_id=case)
+            assert {row.cell: row.auto_score for row in pg_rows if row.autograded} == autograded_scores(sqlite_course, case)

@@ -22,7 +22,7 @@ def _normalise(name: str) -> str:
 
 
 def _parse(requirement: str) -> tuple[str, str]:
-    name, spec = _REQUIREMENT.match(requirement).groups()
+    name, spec = _REQUIREMENT.match(re.sub(r"\[[^\]]*\]", "", requirement)).groups()
     return _normalise(name), spec.replace(" ", "")
 
 
