@@ -30,7 +30,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from tqdm.auto import tqdm
 
-from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, sandbox_users_for
+from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, claim_sandbox_slots
 from grader.nbgrader_api import load_course_config
 from grader.progress import GradedRecord, ProgressStore, fingerprint
 from grader.tamper import inspect_submission
@@ -246,10 +246,11 @@ def autograde_assignment(
     if not todo:
         return outcomes
 
-    sandbox_users_for(workers)
     hide = _hidden_paths(config, coursedir)
     slots: queue.Queue[int] = queue.Queue()
-    for slot in range(workers):
+    # On a cluster each worker claims slots on its own machine; locally, this run claims them.
+    claim = None if scheduler else claim_sandbox_slots(workers)
+    for slot in claim.slots if claim else range(workers):
         slots.put(slot)
     backend = _make_backend(scheduler, DEFAULT_PRELOAD if preload is None else preload)
 
@@ -285,4 +286,6 @@ def autograde_assignment(
         else:
             os.environ["NBGRADER_EXECUTION"] = previous_execution
         backend.close()
+        if claim:
+            claim.release()
     return sorted(outcomes, key=lambda outcome: outcome.student_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import sys
 from pathlib import Path
@@ -11,13 +12,21 @@ from grader.autograde import autograde_assignment
 from grader.collect import collect_submissions
 from grader.course import Course, prepare_course_dir
 from grader.executor.client import Limits
+from grader.export import EXPORTERS, export_grades
 from grader.feedback import release_feedback
 from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
+from grader.report import write_report
+from grader.status import course_status, status_table
 
 
 def _course_dir_default() -> Path:
     return Path(os.environ.get("GRADER_COURSE_DIR", os.getcwd()))
+
+
+def _default(function, name: str):
+    """The default of a verb function's argument, so the CLI never restates it."""
+    return inspect.signature(function).parameters[name].default
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -77,6 +86,23 @@ def _cmd_feedback(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    path = export_grades(course_dir=args.course_dir, to=args.to, format=args.format, assignments=args.assignment)
+    print(f"exported {args.format} grades to {path}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    index = write_report(course_dir=args.course_dir, out_dir=args.out_dir, assignments=args.assignment)
+    print(f"report written to {index}")
+    return 0
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    print(status_table(course_status(course_dir=args.course_dir)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument(
@@ -115,6 +141,23 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "feedback":
             verb.add_argument("--student", default=None, help="only this student")
         verb.set_defaults(handler=handler)
+
+    export = verbs.add_parser("export", help="write the scores, after late penalties, as CSV")
+    export.add_argument("--to", type=Path, required=True, help="the CSV file to write")
+    export.add_argument("--format", choices=sorted(EXPORTERS), default=_default(export_grades, "format"),
+                        help="csv: nbgrader's columns; canvas: a Canvas gradebook import (default: %(default)s)")
+    export.add_argument("--assignment", action="append", default=_default(export_grades, "assignments"),
+                        help="only this assignment (repeatable; default: all)")
+    export.set_defaults(handler=_cmd_export)
+
+    report = verbs.add_parser("report", help="write an HTML report: scores, hardest tests, flagged submissions")
+    report.add_argument("--out-dir", type=Path, required=True, help="folder for index.html and its images")
+    report.add_argument("--assignment", action="append", default=_default(write_report, "assignments"),
+                        help="only this assignment (repeatable; default: all)")
+    report.set_defaults(handler=_cmd_report)
+
+    status = verbs.add_parser("status", help="per assignment: released, submitted, graded, pending, flagged")
+    status.set_defaults(handler=_cmd_status)
     return parser
 
 

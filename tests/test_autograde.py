@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ from grader.feedback import generate_feedback
 from grader.gradebook import grade_rows
 from grader.nbgrader_api import checked, open_api
 from grader.progress import ProgressStore
+from processes import new_tag, processes_with_tag
 
 pytestmark = pytest.mark.slow
 
@@ -72,21 +72,26 @@ def autograded_scores(course: Course, student: str) -> dict[str, float]:
 @pytest.fixture(scope="module")
 def batch(tmp_path_factory):
     course = make_fixture_course(tmp_path_factory.mktemp("fixtures"), EXPECTED)
-    outcomes = autograde_assignment(
-        course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2, limits=TEST_LIMITS, preload=["numpy"], progress=False
-    )
-    return course, {outcome.student_id: outcome for outcome in outcomes}
+    name, tag = new_tag()
+    os.environ[name] = tag  # inherited by the executor and everything it forks
+    try:
+        outcomes = autograde_assignment(
+            course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2, limits=TEST_LIMITS, preload=["numpy"], progress=False
+        )
+    finally:
+        del os.environ[name]
+    return course, {outcome.student_id: outcome for outcome in outcomes}, tag
 
 
 def test_every_submission_is_graded_and_none_stops_the_batch(batch):
-    _, outcomes = batch
+    _, outcomes, _ = batch
     assert sorted(outcomes) == sorted(EXPECTED)
     assert [name for name, outcome in outcomes.items() if not outcome.success] == []
 
 
 @pytest.mark.parametrize("case", sorted(EXPECTED))
 def test_scores_status_and_report(batch, case):
-    course, outcomes = batch
+    course, outcomes, _ = batch
     scores, status, report = EXPECTED[case]
     outcome = outcomes[case]
     assert autograded_scores(course, case) == scores
@@ -100,7 +105,7 @@ def test_scores_status_and_report(batch, case):
 
 
 def test_limits_are_recorded_for_reports(batch):
-    course, _ = batch
+    course, _, _ = batch
     records = {record.student_id: record for record in ProgressStore(course.course_dir).records(ASSIGNMENT)}
     assert records["memory-hog"].status == "memory" and "MiB" in records["memory-hog"].reason
     assert records["runaway-output"].status == "output"
@@ -108,33 +113,14 @@ def test_limits_are_recorded_for_reports(batch):
 
 
 def test_nothing_is_left_running(batch):
-    leftovers = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if b"grader.executor.zygote" in cmdline and int(entry) != os.getpid():
-                leftovers.append(entry)
-    # Other test workers may run their own zygotes; ours must have gone with the batch, and no
-    # sandbox user's process may survive it.
-    sandbox_processes = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                status = Path(f"/proc/{entry}/status").read_text()
-            except OSError:
-                continue
-            uid = int(next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1])
-            if os.geteuid() == 0 and 900 <= uid < 1000 and "grader-sbx" in Path(f"/proc/{entry}/environ").read_bytes().decode(errors="ignore"):
-                sandbox_processes.append(entry)
-    assert sandbox_processes == []
+    # Fork bombs, runaway loops and crashed children included: all gone with the batch.
+    *_, tag = batch
+    assert processes_with_tag(tag) == []
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox user and hidden paths need root")
 def test_student_code_cannot_read_the_course_or_other_students(batch):
-    course, _ = batch
+    course, _, _ = batch
     graded = nbformat.read(course.course_dir / "autograded" / "reads-secrets" / ASSIGNMENT / f"{ASSIGNMENT}.ipynb", as_version=4)
     answer = next(c for c in graded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "square_answer")
     printed = "".join(o.get("text", "") for o in answer.outputs)
@@ -142,7 +128,7 @@ def test_student_code_cannot_read_the_course_or_other_students(batch):
 
 
 def test_feedback_has_neither_hidden_tests_nor_their_tracebacks(batch):
-    course, _ = batch
+    course, _, _ = batch
     generate_feedback(course_dir=course.course_dir, assignment_id=ASSIGNMENT, student_id="wrong")
     (html,) = (course.course_dir / "feedback" / "wrong" / ASSIGNMENT).glob("*.html")
     text = html.read_text()
@@ -151,7 +137,7 @@ def test_feedback_has_neither_hidden_tests_nor_their_tracebacks(batch):
 
 
 def test_a_rerun_grades_nothing_already_graded(batch):
-    course, outcomes = batch
+    course, outcomes, _ = batch
     again = autograde_assignment(course_dir=course.course_dir, assignment_id=ASSIGNMENT, workers=2,
                                  limits=TEST_LIMITS, preload=["numpy"], progress=False)
     assert all(outcome.skipped for outcome in again)
@@ -161,7 +147,7 @@ def test_a_rerun_grades_nothing_already_graded(batch):
 def test_grading_into_postgresql_gives_the_sqlite_scores(tmp_path, batch):
     from postgres import running_postgres
 
-    sqlite_course, _ = batch
+    sqlite_course, _, _ = batch
     cases = ["solution", "wrong", "os-exit", "deleted-tests"]
     course = make_fixture_course(tmp_path / "pg", cases)
     with running_postgres() as url:

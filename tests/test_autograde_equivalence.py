@@ -8,7 +8,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import nbformat
@@ -16,6 +15,7 @@ import pytest
 
 from grader.autograde import autograde_assignment
 from grader.gradebook import grade_rows
+from processes import new_tag, processes_with_tag
 from test_autograde import ASSIGNMENT, FILES, make_fixture_course
 
 pytestmark = pytest.mark.slow
@@ -82,18 +82,6 @@ def _graded_count(course_dir: Path) -> int:
             return 0
 
 
-def _processes_with_tag(tag: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if tag.encode() in Path(f"/proc/{entry}/environ").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
-    return found
-
-
 def test_kill_9_mid_batch_then_rerun_equals_an_uninterrupted_run(tmp_path):
     students = [f"student{n:02d}" for n in range(8)] + ["wrong", "raises"]
     interrupted = make_fixture_course(tmp_path / "interrupted", ["wrong", "raises"])
@@ -102,8 +90,8 @@ def test_kill_9_mid_batch_then_rerun_equals_an_uninterrupted_run(tmp_path):
         _slow_solution(course, students[:8])
     autograde_assignment(course_dir=reference.course_dir, assignment_id=ASSIGNMENT, workers=2, preload=["numpy"], progress=False)
 
-    tag = f"GRADER_TEST_TAG={uuid.uuid4().hex}"
-    env = dict(os.environ, GRADER_TEST_TAG=tag.split("=", 1)[1])
+    name, tag = new_tag()
+    env = dict(os.environ, **{name: tag})
     grader = subprocess.Popen(
         [sys.executable, "-m", "grader.cli", "--course-dir", str(interrupted.course_dir), "autograde", ASSIGNMENT,
          "--workers", "2", "--preload", "numpy"],
@@ -120,9 +108,9 @@ def test_kill_9_mid_batch_then_rerun_equals_an_uninterrupted_run(tmp_path):
 
     # The executor dies with the grader: nothing it started is left running.
     deadline = time.monotonic() + 15
-    while _processes_with_tag(tag) and time.monotonic() < deadline:
+    while processes_with_tag(tag) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert _processes_with_tag(tag) == []
+    assert processes_with_tag(tag) == []
 
     outcomes = autograde_assignment(course_dir=interrupted.course_dir, assignment_id=ASSIGNMENT, workers=2, preload=["numpy"], progress=False)
     assert sum(outcome.skipped for outcome in outcomes) == graded_before

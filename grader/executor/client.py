@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from grader.executor.protocol import ConnectionClosed, recv_message, send_message
-from grader.executor.sandbox import SandboxSpec, can_isolate, ensure_sandbox_user, sandbox_username
+from grader.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, ensure_sandbox_user
 
 DEFAULT_PRELOAD = ["numpy", "scipy", "pandas", "matplotlib.pyplot", "sklearn", "torch", "tensorflow"]
 _MEMORY_POLL_SECONDS = 0.1
@@ -255,10 +255,10 @@ class Zygote:
                 return "timeout", f"cell did not finish within {cell_timeout:.0f} s and ignored the interrupt", None
 
 
-def sandbox_users_for(workers: int) -> list[str]:
-    """Create (as root) the per-worker sandbox users up front; return their names."""
-    if not can_isolate():
-        return []
-    for slot in range(workers):
-        ensure_sandbox_user(slot)
-    return [sandbox_username(slot) for slot in range(workers)]
+def claim_sandbox_slots(count: int) -> SlotClaim:
+    """Claim ``count`` sandbox slots for this grading run, creating their users (as root)."""
+    claim = SlotClaim(count)
+    if can_isolate():
+        for slot in claim.slots:
+            ensure_sandbox_user(slot)
+    return claim

@@ -12,7 +12,7 @@ import queue
 
 from distributed import Client, WorkerPlugin, get_worker
 
-from grader.executor.client import ExecutionRequest, ExecutionResult, Limits, Zygote
+from grader.executor.client import ExecutionRequest, ExecutionResult, Limits, Zygote, claim_sandbox_slots
 
 PLUGIN_NAME = "grader-zygote"
 
@@ -27,15 +27,15 @@ class ZygotePlugin(WorkerPlugin):
 
     def setup(self, worker):
         self.zygote = Zygote(self.preload)
-        # Slots select per-task sandbox users; offset by worker name so workers sharing a machine
-        # (a LocalCluster) never share a user.
-        base = int(worker.name) * worker.state.nthreads if str(worker.name).isdigit() else 0
+        # One sandbox slot per task this worker runs at once, claimed on the worker's machine.
+        self.claim = claim_sandbox_slots(worker.state.nthreads)
         self.slots = queue.Queue()
-        for slot in range(base, base + worker.state.nthreads):
+        for slot in self.claim.slots:
             self.slots.put(slot)
 
     def teardown(self, worker):
         self.zygote.close()
+        self.claim.release()
 
 
 def run_on_worker(request: ExecutionRequest, limits: Limits) -> ExecutionResult:

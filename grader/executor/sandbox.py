@@ -12,6 +12,7 @@ own user with only the resource limits (see README, "Grading sandbox").
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import pwd
 import resource
@@ -40,6 +41,42 @@ class SandboxSpec:
     max_processes: int = 16
     hide_paths: list[str] = field(default_factory=list)
     drop_privileges: bool = True
+
+
+SLOT_LOCK_DIR = Path(tempfile.gettempdir()) / "grader-sandbox-slots"
+MAX_SLOTS = 256
+
+
+class SlotClaim:
+    """Sandbox slots held by this process (an flock per slot) until ``release``.
+
+    A slot's user may run only one submission on the machine at a time: the grader kills every
+    process of that user when a submission ends, so two gradings sharing a user would kill each
+    other's work. Locks vanish with the process, so a killed grader frees its slots.
+    """
+
+    def __init__(self, count: int):
+        SLOT_LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
+        self._handles, self.slots = [], []
+        for slot in range(MAX_SLOTS):
+            if len(self.slots) == count:
+                break
+            handle = open(SLOT_LOCK_DIR / f"slot-{slot}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self._handles.append(handle)
+            self.slots.append(slot)
+        if len(self.slots) < count:
+            self.release()
+            raise RuntimeError(f"only {len(self.slots)} of {count} sandbox slots are free on this machine")
+
+    def release(self) -> None:
+        for handle in self._handles:
+            handle.close()
+        self._handles, self.slots = [], []
 
 
 def sandbox_username(slot: int) -> str:
