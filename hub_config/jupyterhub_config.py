@@ -1,13 +1,15 @@
 # JupyterHub configuration for the AI course platform. Kept thin on purpose: the settings and the
-# code that applies them live in the `grader.hub` package, where they are tested. Override with
-# AICOURSE_* environment variables (see README); files in jupyterhub_config.d/ run last, in order.
+# code that applies them live in the `grader.hub` package, where they are tested. The settings are
+# layered: defaults in code, <data_dir>/secrets.yaml, platform.yaml beside this file (or
+# $AICOURSE_CONFIG), then AICOURSE_* environment variables (see README, "Settings"). Files in
+# jupyterhub_config.d/ run last, in sorted order.
 from pathlib import Path
 
 from grader.hub.config import apply_settings
-from grader.hub.settings import settings_from_env
+from grader.hub.settings import load_settings
 
 c = get_config()  # noqa: F821
-apply_settings(c, settings_from_env())
+apply_settings(c, load_settings())
 
 for extra_config in sorted((Path(__file__).parent / "jupyterhub_config.d").glob("*.py")):
     load_subconfig(str(extra_config))  # noqa: F821

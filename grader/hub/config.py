@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from grader.course import prepare_course_dir
-from grader.hub.settings import HubSettings
+from grader.hub.roles import platform_groups, platform_roles
+from grader.hub.settings import CourseSettings, HubSettings
 from grader.hub.spawn import prepare_home
 from grader.paths import COURSES_DIR, REPO_ROOT
 
@@ -37,6 +38,8 @@ def update_network(c, settings: HubSettings) -> None:
     c.ConfigurableHTTPProxy.api_url = f"http://{settings.ip}:{settings.proxy_api_port}"
     c.ConfigurableHTTPProxy.command = [str(CHP_BINARY)] if CHP_BINARY.exists() else ["configurable-http-proxy"]
     c.ConfigurableHTTPProxy.pid_file = str(settings.data_dir / "proxy.pid")
+    if settings.proxy_auth_token:
+        c.ConfigurableHTTPProxy.auth_token = settings.proxy_auth_token
 
 
 def update_storage(c, settings: HubSettings) -> None:
@@ -47,7 +50,7 @@ def update_storage(c, settings: HubSettings) -> None:
 def update_auth(c, settings: HubSettings) -> None:
     c.JupyterHub.authenticator_class = "grader.hub.auth.PlatformAuthenticator"
     c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
-    c.PlatformAuthenticator.initial_users = [*settings.instructors, *settings.students]
+    c.PlatformAuthenticator.initial_users = settings.users()
     c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
     c.PlatformAuthenticator.lockout_seconds = settings.lockout_seconds
     # Only accounts in the platform's account store can authenticate at all, so every user who
@@ -56,10 +59,14 @@ def update_auth(c, settings: HubSettings) -> None:
 
 
 def update_spawner(c, settings: HubSettings) -> None:
-    course = settings.course
+    exchange_root = settings.exchange_root
 
     def pre_spawn_hook(spawner):
-        prepare_home(Path(spawner.home_dir), username=spawner.user.name, course=course, courses_dir=COURSES_DIR)
+        # Group membership, not the settings file: instructors may add students through the hub API.
+        course_ids = sorted(group.name.removeprefix("nbgrader-") for group in spawner.user.groups
+                            if group.name.startswith("nbgrader-"))
+        prepare_home(Path(spawner.home_dir), username=spawner.user.name, course_ids=course_ids,
+                     exchange_root=exchange_root, courses_dir=COURSES_DIR)
 
     # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
     c.JupyterHub.spawner_class = "simple"
@@ -67,41 +74,50 @@ def update_spawner(c, settings: HubSettings) -> None:
     c.Spawner.cmd = _singleuser_command()
     c.Spawner.default_url = "/lab/tree/courses"
     c.Spawner.pre_spawn_hook = pre_spawn_hook
+    # The server's own token may also read its user's name and groups: nbgrader's JupyterHub
+    # plugin needs them to list only the user's courses.
+    c.Spawner.server_token_scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        "read:users:name!user",
+        "read:users:groups!user",
+        # Kept only where the user holds them (instructors, graders): the Lab's course list.
+        "list:services",
+        "read:services",
+    ]
     # A server start costs ~3.5 CPU-seconds here; several at once on 2 cores overrun the 30 s default.
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
 
 
-def update_course_service(c, settings: HubSettings) -> None:
-    """The course's formgrader: a Jupyter server in the course directory, run by the hub as a
-    service; only the course's instructors may open it."""
-    course = settings.course
-    prepare_course_dir(course)
-    settings.homes_dir.mkdir(parents=True, exist_ok=True)
-    c.JupyterHub.services = [
-        {
-            "name": course.course_id,
-            "url": f"http://{settings.ip}:{settings.formgrader_port}",
-            "command": [*_singleuser_command(), f"--ServerApp.root_dir={course.course_dir}"],
-            "cwd": str(course.course_dir),
-            "oauth_no_confirm": True,
-            "environment": {"JUPYTERHUB_DEFAULT_URL": "/formgrader"},
-        }
-    ]
-    formgrade_group = f"formgrade-{course.course_id}"
-    student_group = f"nbgrader-{course.course_id}"
-    c.JupyterHub.load_groups = {
-        formgrade_group: {"users": list(settings.instructors)},
-        student_group: {"users": list(settings.students)},
+def course_service(settings: HubSettings, course: CourseSettings) -> dict:
+    """One course's formgrader: a Jupyter server in its course directory, run by the hub as a service."""
+    course_dir = settings.course(course.course_id).course_dir
+    return {
+        "name": course.course_id,
+        "display": True,
+        "info": {"title": course.title} if course.title else {},
+        "url": f"http://{settings.ip}:{course.formgrader_port}",
+        "command": [*_singleuser_command(), f"--ServerApp.root_dir={course_dir}"],
+        "cwd": str(course_dir),
+        "oauth_no_confirm": True,
+        "environment": {"JUPYTERHUB_DEFAULT_URL": "/formgrader"},
     }
-    c.JupyterHub.load_roles = [
-        {
-            "name": formgrade_group,
-            "description": f"Open the {course.course_id} formgrader",
-            "scopes": [f"access:services!service={course.course_id}"],
-            "groups": [formgrade_group],
-        }
-    ]
+
+
+def update_courses(c, settings: HubSettings) -> None:
+    """Every course's formgrader service and nbgrader's two groups per course."""
+    settings.homes_dir.mkdir(parents=True, exist_ok=True)
+    for course in settings.courses:
+        prepare_course_dir(settings.course(course.course_id))
+    c.JupyterHub.services = [course_service(settings, course) for course in settings.courses]
+    c.JupyterHub.load_groups = platform_groups(settings)
+
+
+def update_roles(c, settings: HubSettings) -> None:
+    """Least-privilege roles (see :mod:`grader.hub.roles`); admins get JupyterHub's own admin role."""
+    c.JupyterHub.load_roles = platform_roles(settings)
+    c.Authenticator.admin_users = set(settings.admins)
 
 
 def apply_settings(c, settings: HubSettings) -> None:
@@ -111,4 +127,5 @@ def apply_settings(c, settings: HubSettings) -> None:
     update_storage(c, settings)
     update_auth(c, settings)
     update_spawner(c, settings)
-    update_course_service(c, settings)
+    update_courses(c, settings)
+    update_roles(c, settings)

@@ -1,36 +1,83 @@
-"""The hub's settings: embedded defaults, overridden by ``AICOURSE_*`` environment variables.
+"""The hub's settings, layered: defaults in code, then secrets, then the admin's YAML, then env.
 
-Defaults give a working demo hub at http://127.0.0.1:8000 with its state in ``.hub-data/`` of the
-repository; tests point every port and the data folder somewhere private.
+``load_settings`` reads the layers (:mod:`grader.hub.layers`), merges them with one pure function
+and turns the result into frozen dataclasses that the ``update_*`` functions of
+:mod:`grader.hub.config` apply. The defaults give a working demo hub at http://127.0.0.1:8000 with
+its state in ``.hub-data/`` of the repository; tests point every port and the data folder
+somewhere private with ``AICOURSE_*`` variables.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Mapping
 
 from grader.course import Course
-from grader.paths import REPO_ROOT
+from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
 
 ENV_PREFIX = "AICOURSE_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
+DEFAULT_CONFIG_PATH = HUB_CONFIG_DIR / "platform.yaml"
+SECRETS_NAME = "secrets.yaml"
+
+# The first layer. Courses are not defaulted here: the admin's file names them.
+DEFAULTS: dict[str, Any] = {
+    "data_dir": str(REPO_ROOT / ".hub-data"),
+    "ip": "127.0.0.1",
+    "port": 8000,
+    "hub_port": 8081,
+    "proxy_api_port": 8001,
+    "accounts": {"max_failed_logins": 5, "lockout_seconds": 600},
+    "courses": {},
+    "admins": [],
+    "cohort_admins": [],
+}
+
+
+@dataclass(frozen=True)
+class CourseSettings:
+    """One course on the hub: its nbgrader id, who teaches, grades and takes it, its formgrader port."""
+
+    course_id: str
+    formgrader_port: int
+    title: str = ""
+    instructors: tuple[str, ...] = ()
+    graders: tuple[str, ...] = ()
+    students: tuple[str, ...] = ()
+    # None: <data_dir>/courses/<course_id>
+    course_dir: Path | None = None
+
+    @property
+    def formgrade_group(self) -> str:
+        # Group names nbgrader's JupyterHub integration looks for (docs: "Using nbgrader with JupyterHub").
+        return f"formgrade-{self.course_id}"
+
+    @property
+    def student_group(self) -> str:
+        return f"nbgrader-{self.course_id}"
 
 
 @dataclass(frozen=True)
 class HubSettings:
-    data_dir: Path = REPO_ROOT / ".hub-data"
-    ip: str = "127.0.0.1"
-    port: int = 8000
-    hub_port: int = 8081
-    proxy_api_port: int = 8001
-    course_id: str = "ai101"
-    formgrader_port: int = 8010
-    instructors: tuple[str, ...] = ("instructor",)
-    students: tuple[str, ...] = ("student",)
+    data_dir: Path = Path(DEFAULTS["data_dir"])
+    ip: str = DEFAULTS["ip"]
+    port: int = DEFAULTS["port"]
+    hub_port: int = DEFAULTS["hub_port"]
+    proxy_api_port: int = DEFAULTS["proxy_api_port"]
+    courses: tuple[CourseSettings, ...] = ()
+    # JupyterHub admins (everything), and cohort admins (read users and groups only, for now).
+    admins: tuple[str, ...] = ()
+    cohort_admins: tuple[str, ...] = ()
     # Failed logins before a user is locked out for lockout_seconds.
-    allowed_failed_logins: int = 5
-    lockout_seconds: int = 600
+    allowed_failed_logins: int = DEFAULTS["accounts"]["max_failed_logins"]
+    lockout_seconds: int = DEFAULTS["accounts"]["lockout_seconds"]
+    # None: every course shares <data_dir>/exchange, each in its own <course_id>/ subtree (nbgrader's layout).
+    exchange_dir: Path | None = None
+    # From the secrets file: a fixed proxy token lets the proxy outlive a hub restart.
+    proxy_auth_token: str = field(default="", repr=False)
 
     @property
     def db_url(self) -> str:
@@ -41,37 +88,128 @@ class HubSettings:
         return self.data_dir / "homes"
 
     @property
-    def course(self) -> Course:
-        return Course(
-            course_id=self.course_id,
-            course_dir=self.data_dir / "courses" / self.course_id,
-            exchange_dir=self.data_dir / "exchange",
-        )
+    def exchange_root(self) -> Path:
+        return self.exchange_dir or self.data_dir / "exchange"
+
+    def course(self, course_id: str) -> Course:
+        """The nbgrader course (directories and exchange) of one of the hub's courses."""
+        for course in self.courses:
+            if course.course_id == course_id:
+                return Course(
+                    course_id=course_id,
+                    course_dir=course.course_dir or self.data_dir / "courses" / course_id,
+                    exchange_dir=self.exchange_root,
+                )
+        raise KeyError(f"no course {course_id!r} on this hub")
+
+    def users(self) -> list[str]:
+        """Every account the settings name, once, in the order they first appear."""
+        names = [*self.admins, *self.cohort_admins] + [
+            name
+            for course in self.courses
+            for name in (*course.instructors, *course.graders, *course.students)
+        ]
+        return list(dict.fromkeys(names))
 
 
-def _split_names(value: str) -> tuple[str, ...]:
-    return tuple(name.strip() for name in value.split(",") if name.strip())
+def _split_names(value: str) -> list[str]:
+    return [name.strip() for name in value.split(",") if name.strip()]
 
 
-def settings_from_env(environ: Mapping[str, str] = os.environ) -> HubSettings:
-    """Build settings from ``AICOURSE_*`` variables; an unparsable value names the variable."""
-    overrides: dict = {}
-    converters = {
-        "DATA_DIR": ("data_dir", lambda v: Path(v).resolve()),
-        "IP": ("ip", str),
-        "PORT": ("port", int),
-        "HUB_PORT": ("hub_port", int),
-        "PROXY_API_PORT": ("proxy_api_port", int),
-        "COURSE_ID": ("course_id", str),
-        "FORMGRADER_PORT": ("formgrader_port", int),
-        "INSTRUCTORS": ("instructors", _split_names),
-        "STUDENTS": ("students", _split_names),
-    }
-    for suffix, (attribute, convert) in converters.items():
+def env_layer(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, Any]:
+    """The layer the ``AICOURSE_*`` variables make, on top of ``config`` (the merge so far).
+
+    ``AICOURSE_COURSE_ID``, ``_FORMGRADER_PORT``, ``_INSTRUCTORS`` and ``_STUDENTS`` address the
+    first course of ``config`` (created if there is none); a course renamed by
+    ``AICOURSE_COURSE_ID`` keeps its other settings. An unparsable value names the variable.
+    """
+
+    def value(suffix: str, convert):
         name = ENV_PREFIX + suffix
-        if name in environ:
-            try:
-                overrides[attribute] = convert(environ[name])
-            except ValueError as error:
-                raise ValueError(f"environment variable {name}={environ[name]!r}: {error}") from error
-    return HubSettings(**overrides)
+        try:
+            return convert(environ[name])
+        except ValueError as error:
+            raise ConfigError(f"environment variable {name}={environ[name]!r}: {error}") from error
+
+    layer: dict[str, Any] = {}
+    if ENV_PREFIX + "DATA_DIR" in environ:
+        layer["data_dir"] = value("DATA_DIR", lambda v: str(Path(v).resolve()))
+    for suffix, key, convert in [("IP", "ip", str), ("PORT", "port", int), ("HUB_PORT", "hub_port", int),
+                                 ("PROXY_API_PORT", "proxy_api_port", int)]:
+        if ENV_PREFIX + suffix in environ:
+            layer[key] = value(suffix, convert)
+
+    course_keys = {"FORMGRADER_PORT": ("formgrader_port", int), "INSTRUCTORS": ("instructors", _split_names),
+                   "STUDENTS": ("students", _split_names)}
+    course_layer = {key: value(suffix, convert) for suffix, (key, convert) in course_keys.items()
+                    if ENV_PREFIX + suffix in environ}
+    courses = config.get("courses", {})
+    first_id = next(iter(courses), None)
+    new_id = value("COURSE_ID", str) if ENV_PREFIX + "COURSE_ID" in environ else first_id
+    if new_id is None and course_layer:
+        new_id = "ai101"
+    if new_id is not None and (course_layer or new_id != first_id):
+        renamed = {first_id: None} if first_id not in (None, new_id) else {}
+        base = courses.get(first_id, {"formgrader_port": 8010}) if new_id != first_id else {}
+        layer["courses"] = {**renamed, new_id: merge_layers(base, course_layer)}
+    return layer
+
+
+def layered_config(*, secrets: Mapping[str, Any], admin: Mapping[str, Any],
+                   environ: Mapping[str, str]) -> dict[str, Any]:
+    """Defaults, then secrets, then the admin's file, then the environment: one pure merge."""
+    config = merge_layers(DEFAULTS, secrets, admin)
+    return merge_layers(config, env_layer(environ, config))
+
+
+def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
+    """Turn a merged configuration into settings, checking what a schema cannot (unique ports)."""
+    courses = tuple(
+        CourseSettings(
+            course_id=course_id,
+            formgrader_port=entry["formgrader_port"],
+            title=entry.get("title", ""),
+            instructors=tuple(entry.get("instructors", ())),
+            graders=tuple(entry.get("graders", ())),
+            students=tuple(entry.get("students", ())),
+            course_dir=Path(entry["course_dir"]) if entry.get("course_dir") else None,
+        )
+        for course_id, entry in config.get("courses", {}).items()
+    )
+    ports = {"port": config["port"], "hub_port": config["hub_port"], "proxy_api_port": config["proxy_api_port"]}
+    ports.update({f"courses.{c.course_id}.formgrader_port": c.formgrader_port for c in courses})
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            raise ConfigError(f"{key}: port {port} is already used by {seen[port]}")
+        seen[port] = key
+    return HubSettings(
+        data_dir=Path(config["data_dir"]),
+        ip=config["ip"],
+        port=config["port"],
+        hub_port=config["hub_port"],
+        proxy_api_port=config["proxy_api_port"],
+        courses=courses,
+        admins=tuple(config.get("admins", ())),
+        cohort_admins=tuple(config.get("cohort_admins", ())),
+        allowed_failed_logins=config["accounts"]["max_failed_logins"],
+        lockout_seconds=config["accounts"]["lockout_seconds"],
+        exchange_dir=Path(config["exchange_dir"]) if config.get("exchange_dir") else None,
+        proxy_auth_token=config.get("proxy_auth_token", ""),
+    )
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The admin's YAML file: ``$AICOURSE_CONFIG`` or ``hub_config/platform.yaml``."""
+    return Path(environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> HubSettings:
+    """Read every layer and return the hub's settings; a bad file or value raises ConfigError."""
+    admin = read_layer(config_path(environ), required=True)
+    # The secrets file lives in the data folder, which the other layers choose.
+    data_dir = Path(layered_config(secrets={}, admin=admin, environ=environ)["data_dir"])
+    secrets = read_layer(data_dir / SECRETS_NAME, required=False, private=True)
+    if "data_dir" in secrets:
+        raise ConfigError(f"{data_dir / SECRETS_NAME}: data_dir cannot be set in the secrets file it is found by")
+    return settings_from_config(layered_config(secrets=secrets, admin=admin, environ=environ))

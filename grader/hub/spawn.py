@@ -5,7 +5,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from grader.course import Course, student_config_text
 
 # Generated files that must never be copied into a student's home.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
@@ -31,9 +30,35 @@ def copy_missing(source: Path, destination: Path) -> list[Path]:
     return copied
 
 
-def prepare_home(home: Path, *, username: str, course: Course, courses_dir: Path) -> None:
-    """Give a user's home the course lessons and an nbgrader config naming their course and id."""
+def student_config_text(*, student_id: str, course_ids: list[str], exchange_root: Path) -> str:
+    """The ``nbgrader_config.py`` a user's server reads: the exchange, who they are, their courses.
+
+    The hub's groups (``nbgrader-<course>``) decide which courses' assignments a student sees:
+    nbgrader's JupyterHub plugin asks the hub with the server's own token, so a student of one
+    course never lists, fetches or submits to another.
+    """
+    lines = [
+        "# Written by the hub at spawn time; edits are overwritten at the next start.",
+        "c = get_config()  # noqa: F821",
+        f"c.Exchange.root = {str(exchange_root)!r}",
+        "c.Authenticator.plugin_class = 'nbgrader.auth.JupyterHubAuthPlugin'",
+        # Fetched assignments go to <course>/<assignment>, so two courses' "a1" never collide.
+        "c.Exchange.path_includes_course = True",
+        # nbgrader names a submission after the OS user unless told otherwise; in demo mode every
+        # student shares one OS user, so the hub says who the student is.
+        f"c.CourseDirectory.student_id = {student_id!r}",
+    ]
+    if len(course_ids) == 1:
+        # The command line needs no --course then; with several, the Assignments tab lists them.
+        lines.append(f"c.CourseDirectory.course_id = {course_ids[0]!r}")
+    return "\n".join(lines) + "\n"
+
+
+def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_root: Path, courses_dir: Path) -> None:
+    """Give a user's home the course lessons and an nbgrader config naming their courses and id."""
     copy_missing(courses_dir, home / "courses")
     jupyter_dir = home / ".jupyter"
     jupyter_dir.mkdir(parents=True, exist_ok=True)
-    (jupyter_dir / "nbgrader_config.py").write_text(student_config_text(course, username))
+    (jupyter_dir / "nbgrader_config.py").write_text(
+        student_config_text(student_id=username, course_ids=course_ids, exchange_root=exchange_root)
+    )

@@ -1,0 +1,89 @@
+"""Who may do what on the hub: JupyterHub roles built from the settings, least privilege first.
+
+Every user already holds JupyterHub's default ``user`` role (``self``: their own server, tokens and
+profile). On top of that:
+
+- ``student``: nothing more. Given to every ``nbgrader-<course>`` group, so it is visible who is a
+  student; which courses they see is decided by those groups (nbgrader's JupyterHub plugin).
+- ``grader-<course>``: opens that course's formgrader. Given to ``formgrade-<course>``, the group
+  nbgrader's documentation names, which holds the course's instructors and graders.
+- ``instructor-<course>``: also lists and reads the course's students and adds or removes
+  students of that course (the membership of ``nbgrader-<course>``), not of any other.
+- ``cohort-admin``: reads users and groups, nothing more (seats come in a later issue).
+- ``admin``: JupyterHub's own role, for the accounts in ``admins``.
+
+The formgrader service of each course gets ``formgrader-<course>``: the scopes nbgrader's
+JupyterHub plugin uses to add and remove the course's students (nbgrader issues #1533, #1594).
+"""
+
+from __future__ import annotations
+
+from grader.hub.settings import CourseSettings, HubSettings
+
+COHORT_ADMIN_SCOPES = ["list:users", "read:users:name", "read:users:groups", "list:groups", "read:groups"]
+
+
+def grader_scopes(course: CourseSettings) -> list[str]:
+    service = course.course_id
+    # list/read:services let the Lab's course list (on an instructor's own server) find the formgrader.
+    return [f"access:services!service={service}", f"list:services!service={service}",
+            f"read:services!service={service}"]
+
+
+def instructor_scopes(course: CourseSettings) -> list[str]:
+    students = course.student_group
+    return [f"list:users!group={students}", f"read:users!group={students}", f"groups!group={students}"]
+
+
+def formgrader_service_scopes(course: CourseSettings) -> list[str]:
+    students = course.student_group
+    return [f"list:groups!group={students}", f"groups!group={students}", f"read:users:groups!group={students}"]
+
+
+def platform_roles(settings: HubSettings) -> list[dict]:
+    """The ``load_roles`` list: platform-wide roles, then each course's."""
+    roles = [
+        {
+            "name": "student",
+            "description": "A student: their own server and nothing more",
+            "scopes": ["self"],
+            "groups": [course.student_group for course in settings.courses],
+        },
+        {
+            "name": "cohort-admin",
+            "description": "Reads users and groups, nothing more",
+            "scopes": COHORT_ADMIN_SCOPES,
+            "users": list(settings.cohort_admins),
+        },
+    ]
+    for course in settings.courses:
+        roles += [
+            {
+                "name": f"grader-{course.course_id}",
+                "description": f"Open the {course.course_id} formgrader",
+                "scopes": grader_scopes(course),
+                "groups": [course.formgrade_group],
+            },
+            {
+                "name": f"instructor-{course.course_id}",
+                "description": f"See and enrol the students of {course.course_id}",
+                "scopes": instructor_scopes(course),
+                "users": list(course.instructors),
+            },
+            {
+                "name": f"formgrader-{course.course_id}",
+                "description": f"The {course.course_id} formgrader service: enrol the course's students",
+                "scopes": formgrader_service_scopes(course),
+                "services": [course.course_id],
+            },
+        ]
+    return roles
+
+
+def platform_groups(settings: HubSettings) -> dict[str, dict]:
+    """The ``load_groups`` mapping: nbgrader's two groups per course."""
+    groups = {}
+    for course in settings.courses:
+        groups[course.formgrade_group] = {"users": list(dict.fromkeys([*course.instructors, *course.graders]))}
+        groups[course.student_group] = {"users": list(course.students)}
+    return groups
