@@ -1,0 +1,156 @@
+"""courses/02_finetuning/finetune_utils.py: LoRA counts, zero start, merging, data loading."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from grader.paths import COURSES_DIR
+
+sys.path.insert(0, str(COURSES_DIR / "02_finetuning"))
+import finetune_utils as fu  # noqa: E402
+
+
+class Block(nn.Module):
+    def __init__(self, width=16):
+        super().__init__()
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.value = nn.Linear(width, width, bias=False)
+
+    def forward(self, x):
+        return torch.tanh(self.query(x)) + torch.sigmoid(self.key(x)) * self.value(x)
+
+
+class Tiny(nn.Module):
+    def __init__(self, width=16, depth=2, num_classes=3):
+        super().__init__()
+        self.blocks = nn.ModuleList(Block(width) for _ in range(depth))
+        self.head = nn.Linear(width, num_classes)
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return self.head(x)
+
+
+def test_lora_linear_counts_and_freezes_the_base():
+    layer = fu.LoRALinear(nn.Linear(20, 30), r=4, alpha=8)
+    trainable, total = fu.count_parameters(layer)
+    assert trainable == 4 * 20 + 30 * 4
+    assert total == trainable + 20 * 30 + 30
+    assert not layer.base.weight.requires_grad and not layer.base.bias.requires_grad
+    assert layer.scaling == 2.0
+
+
+def test_zero_b_means_the_wrapped_layer_starts_as_the_base():
+    torch.manual_seed(0)
+    base = nn.Linear(12, 7)
+    x = torch.randn(5, 12)
+    layer = fu.LoRALinear(base, r=3, alpha=6)
+    assert torch.count_nonzero(layer.lora_B) == 0
+    assert torch.count_nonzero(layer.lora_A) > 0
+    torch.testing.assert_close(layer(x), base(x), rtol=0, atol=0)
+
+
+def test_the_update_is_scaled_by_alpha_over_r():
+    torch.manual_seed(0)
+    layer = fu.LoRALinear(nn.Linear(6, 5), r=2, alpha=10)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+    x = torch.randn(4, 6)
+    expected = layer.base(x) + 5.0 * x @ (layer.lora_B @ layer.lora_A).T
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_add_lora_wraps_only_the_targets_and_trains_only_adapters():
+    model = Tiny()
+    wrapped = fu.add_lora(model, ("query", "value"), r=2, alpha=4)
+    assert wrapped == ["blocks.0.query", "blocks.0.value", "blocks.1.query", "blocks.1.value"]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {f"blocks.{i}.{m}.lora_{ab}" for i in range(2) for m in ("query", "value") for ab in "AB"}
+    assert fu.count_parameters(model)[0] == 4 * (2 * 16 + 16 * 2)
+    assert isinstance(model.blocks[0].key, nn.Linear) and not isinstance(model.blocks[0].key, fu.LoRALinear)
+
+
+def test_merging_gives_the_same_outputs_and_the_base_architecture():
+    torch.manual_seed(1)
+    model = Tiny()
+    total_before = fu.count_parameters(model)[1]
+    fu.add_lora(model, ("query", "value"), r=4, alpha=16)
+    for module in model.modules():
+        if isinstance(module, fu.LoRALinear):
+            with torch.no_grad():
+                module.lora_B.normal_(std=0.5)
+    x = torch.randn(8, 16)
+    with torch.no_grad():
+        before = model(x)
+        fu.merge_lora(model)
+        after = model(x)
+    assert not any(isinstance(m, fu.LoRALinear) for m in model.modules())
+    assert fu.count_parameters(model)[1] == total_before
+    assert (before - after).abs().max().item() < 1e-5
+
+
+def test_a_training_step_moves_only_adapters_and_lowers_the_loss():
+    torch.manual_seed(2)
+    model = Tiny()
+    fu.add_lora(model, ("query",), r=2, alpha=2)
+    frozen = {n: p.detach().clone() for n, p in model.named_parameters() if not p.requires_grad}
+    x, y = torch.randn(32, 16), torch.randint(0, 3, (32,))
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    losses = []
+    for _ in range(30):
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
+    for name, p in model.named_parameters():
+        if name in frozen:
+            assert torch.equal(p, frozen[name]), name
+    # Adam keeps two float32 tensors per trained parameter.
+    assert fu.optimizer_state_bytes(optimizer) == 2 * 4 * fu.count_parameters(model)[0]
+
+
+def test_rank_must_be_positive():
+    with pytest.raises(ValueError):
+        fu.LoRALinear(nn.Linear(3, 3), r=0)
+
+
+def test_support_intents_split_is_as_documented():
+    splits, names = fu.load_intents()
+    assert len(names) >= 8
+    sizes = {split: len(texts) for split, (texts, _) in splits.items()}
+    assert sum(sizes.values()) >= 600
+    for split, (texts, labels) in splits.items():
+        assert len(texts) == len(labels)
+        assert set(np.unique(labels)) == set(range(len(names))), split
+    seen = [{t.lower() for t in splits[s][0]} for s in ("train", "validation", "test")]
+    assert not (seen[0] & seen[1]) and not (seen[0] & seen[2]) and not (seen[1] & seen[2])
+
+
+def test_stratified_subset_takes_the_same_count_of_every_class():
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 3)
+    picked = fu.stratified_subset(labels, per_class=4, seed=0)
+    assert np.bincount(labels[picked]).tolist() == [4, 4, 3]
+    assert np.array_equal(picked, fu.stratified_subset(labels, per_class=4, seed=0))
+
+
+def test_mean_pool_ignores_padding():
+    hidden = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    torch.testing.assert_close(fu.mean_pool(hidden, mask), torch.tensor([[2.0, 3.0]]))
+
+
+def test_pick_device_falls_back_to_cpu():
+    assert fu.pick_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        assert fu.pick_device("auto").type == "cpu"
+        with pytest.raises(RuntimeError):
+            fu.pick_device("cuda")
