@@ -24,11 +24,7 @@ from nbgrader_helpers import (
     submit_directly,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings; not ours to fix.
-    pytest.mark.filterwarnings("ignore:Object of type:sqlalchemy.exc.SAWarning"),
-]
+pytestmark = pytest.mark.slow
 
 ASSIGNMENT = "a1_backprop"
 NOTEBOOK = "a1_backprop.ipynb"

@@ -18,11 +18,6 @@ from nbgrader_helpers import (
     submit_directly,
 )
 
-pytestmark = [
-    # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings; not ours to fix.
-    pytest.mark.filterwarnings("ignore:Object of type:sqlalchemy.exc.SAWarning"),
-]
-
 ASSIGNMENT = "a2_lora"
 NOTEBOOK = "a2_lora.ipynb"
 

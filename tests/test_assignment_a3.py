@@ -17,11 +17,7 @@ from nbgrader_helpers import (
     submit_directly,
 )
 
-pytestmark = [
-    pytest.mark.slow,
-    # nbgrader's own gradebook code trips SQLAlchemy's autoflush warnings; not ours to fix.
-    pytest.mark.filterwarnings("ignore:Object of type:sqlalchemy.exc.SAWarning"),
-]
+pytestmark = pytest.mark.slow
 
 ASSIGNMENT = "a3_subscription_pnl"
 NOTEBOOK = "a3_subscription_pnl.ipynb"
