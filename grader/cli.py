@@ -14,6 +14,8 @@ from grader.course import Course, prepare_course_dir
 from grader.executor.client import Limits
 from grader.export import EXPORTERS, export_grades
 from grader.feedback import release_feedback
+from grader.hub.courses import add_course
+from grader.hub.layers import ConfigError
 from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
 from grader.report import write_report
@@ -103,6 +105,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_course_add(args: argparse.Namespace) -> int:
+    try:
+        entry = add_course(
+            args.course_id, instructors=args.instructor, graders=args.grader, students=args.student,
+            title=args.title, formgrader_port=args.port, config_file=args.config,
+        )
+    except ConfigError as error:
+        print(f"grader: {error}", file=sys.stderr)
+        return 2
+    print(f"added course {args.course_id} (formgrader on port {entry['formgrader_port']}); "
+          "restart the hub to create its accounts and start its formgrader")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument(
@@ -155,6 +171,22 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--assignment", action="append", default=_default(write_report, "assignments"),
                         help="only this assignment (repeatable; default: all)")
     report.set_defaults(handler=_cmd_report)
+
+    course = verbs.add_parser("course", help="manage the hub's courses (edits the platform YAML)")
+    course_verbs = course.add_subparsers(dest="course_verb", required=True)
+    add = course_verbs.add_parser("add", help="add a course with its own course directory, formgrader and exchange folder")
+    add.add_argument("course_id")
+    add.add_argument("--instructor", action="append", required=True, help="instructor account (repeatable)")
+    add.add_argument("--grader", action="append", default=list(_default(add_course, "graders")),
+                     help="grader account: opens the formgrader only (repeatable)")
+    add.add_argument("--student", action="append", default=list(_default(add_course, "students")),
+                     help="student account (repeatable)")
+    add.add_argument("--title", default=_default(add_course, "title"), help="the course's name as people read it")
+    add.add_argument("--port", type=int, default=_default(add_course, "formgrader_port"),
+                     help="loopback port of its formgrader (default: the next after the highest course port)")
+    add.add_argument("--config", type=Path, default=_default(add_course, "config_file"),
+                     help="platform YAML to edit (default: $AICOURSE_CONFIG or hub_config/platform.yaml)")
+    add.set_defaults(handler=_cmd_course_add)
 
     status = verbs.add_parser("status", help="per assignment: released, submitted, graded, pending, flagged")
     status.set_defaults(handler=_cmd_status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 
@@ -10,6 +11,7 @@ import pytest
 import requests
 import websocket
 
+from grader.hub.profiles import detect_gpus
 from hubfixture import api_token, login, start_hub, start_server, stop_hub, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
@@ -90,3 +92,133 @@ def test_only_instructors_open_the_formgrader(hub, username, expected):
     assert response.status_code == expected
     if expected == 200:
         assert "formgrader" in response.url
+
+
+def _page_config(html: str) -> dict:
+    """The JSON JupyterLab embeds in its page (id "jupyter-config-data")."""
+    match = re.search(r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html, re.S)
+    assert match, "no page config in the Lab page"
+    return json.loads(match.group(1))
+
+
+def _wait_until_stopped(hub, username: str, token: str, timeout: float = 60) -> None:
+    """A stop answered 202 may still be pending; a start during it is refused."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        user = requests.get(f"{hub.url}/hub/api/users/{username}", headers={"Authorization": f"token {token}"}).json()
+        if not user.get("servers") and not user.get("pending"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{username}'s server still running after {timeout}s")
+
+
+def test_a_students_lab_has_no_instructor_tools_and_no_news(hub):
+    session = login(hub, "student")
+    token = api_token(hub, session, "student")
+    _wait_until_stopped(hub, "student", token)
+    start_server(hub, "student", token)
+    headers = {"Authorization": f"token {token}"}
+    base = f"{hub.url}/user/student"
+    try:
+        lab = requests.get(f"{base}/lab", headers=headers)
+        assert lab.status_code == 200
+        # Nothing needs to frame a student's server: JupyterHub's own policy stays.
+        assert lab.headers["Content-Security-Policy"].startswith("frame-ancestors 'none'")
+        disabled = set(_page_config(lab.text)["disabledExtensions"])
+        assert {"@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader",
+                "@jupyter/nbgrader:course-list", "@jupyterlab/apputils-extension:announcements"} <= disabled
+        assert "@jupyter/nbgrader:assignment-list" not in disabled
+        assert requests.get(f"{base}/formgrader", headers=headers).status_code == 404
+        # What a student needs still answers: their course's assignment list.
+        listing = requests.get(f"{base}/assignments?course_id=ai101", headers=headers)
+        assert listing.status_code == 200 and listing.json()["success"]
+    finally:
+        stop_server(hub, "student", token)
+
+
+def test_the_formgrader_may_be_framed_by_the_hub_only(hub):
+    """nbgrader #1870: under JupyterHub's default 'none' the formgrader is blank inside JupyterLab."""
+    response = login(hub, "instructor").get(f"{hub.url}/services/ai101/formgrader")
+    assert response.status_code == 200
+    assert response.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+
+
+def test_an_instructors_lab_keeps_the_nbgrader_tools_and_may_frame_the_formgrader(hub):
+    session = login(hub, "instructor")
+    token = api_token(hub, session, "instructor")
+    start_server(hub, "instructor", token)
+    try:
+        lab = requests.get(f"{hub.url}/user/instructor/lab", headers={"Authorization": f"token {token}"})
+        assert lab.status_code == 200
+        assert lab.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
+        disabled = set(_page_config(lab.text)["disabledExtensions"])
+        assert not {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list"} & disabled
+        # nbgrader's course list finds the course's formgrader service through the hub (nbgrader #1831).
+        courses = requests.get(f"{hub.url}/user/instructor/formgraders", headers={"Authorization": f"token {token}"})
+        assert courses.status_code == 200 and courses.json()["success"], courses.text
+        print(courses.json())
+        hub_courses = [c for c in courses.json()["value"] if c["kind"] == "jupyterhub"]
+        assert [(c["course_id"], c["url"].endswith("/services/ai101/lab?formgrader=true")) for c in hub_courses] == [("ai101", True)]
+    finally:
+        stop_server(hub, "instructor", token)
+
+
+def test_the_spawn_form_offers_the_profiles_a_user_may_pick(hub):
+    no_gpu = not detect_gpus().devices
+    student_form = login(hub, "student").get(f"{hub.url}/hub/spawn")
+    assert student_form.status_code == 200
+    assert 'value="cpu"' in student_form.text and 'value="gpu"' not in student_form.text
+    # The instructor may use the GPU profile (formgrade-ai101 is one of its groups).
+    instructor_form = login(hub, "instructor").get(f"{hub.url}/hub/spawn")
+    assert "GPU: 1 GPU, 16 GB" in instructor_form.text
+    if no_gpu:
+        assert 'value="gpu" disabled' in instructor_form.text
+        assert "Not available: this machine has no GPU (nvidia-smi not found)" in instructor_form.text
+
+
+def test_a_profile_a_user_may_not_pick_is_refused_through_the_api_too(hub):
+    session = login(hub, "student")
+    token = api_token(hub, session, "student")
+    response = requests.post(f"{hub.url}/hub/api/users/student/server", json={"profile": "gpu"},
+                             headers={"Authorization": f"token {token}"})
+    assert response.status_code == 400 and "may not use the profile 'gpu'" in response.json()["message"]
+    if not detect_gpus().devices:
+        instructor = login(hub, "instructor")
+        token = api_token(hub, instructor, "instructor")
+        response = requests.post(f"{hub.url}/hub/api/users/instructor/server", json={"profile": "gpu"},
+                                 headers={"Authorization": f"token {token}"})
+        assert response.status_code == 400 and "this machine has no GPU" in response.json()["message"]
+
+
+def test_a_student_starts_a_server_from_the_form(hub):
+    session = login(hub, "student")
+    token = api_token(hub, session, "student")
+    headers = {"Authorization": f"token {token}"}
+    _wait_until_stopped(hub, "student", token)
+    response = session.post(f"{hub.url}/hub/spawn", data={"profile": "cpu", "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
+                            allow_redirects=False)
+    assert response.status_code == 302, response.text
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            server = requests.get(f"{hub.url}/hub/api/users/student", headers=headers).json()["servers"].get("")
+            if server and server["ready"]:
+                break
+            time.sleep(1)
+        else:
+            pytest.fail("the server started from the form never became ready")
+        assert server["user_options"] == {"profile": "cpu"}
+        # The profile's limits reach the server (the demo spawner passes them on, not enforce them),
+        # and a CPU profile's server sees no GPU.
+        base = f"{hub.url}/user/student"
+        kernel = requests.post(f"{base}/api/kernels", headers=headers, json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel.json()['id']}/channels",
+                                         header=[f"Authorization: token {token}"], timeout=60)
+        try:
+            seen = _execute(ws, "import os\n[os.environ.get(k) for k in ('MEM_LIMIT', 'CPU_LIMIT', 'CUDA_VISIBLE_DEVICES')]")
+        finally:
+            ws.close()
+        assert seen == repr([str(4 * 1024**3), "2.0", ""])
+    finally:
+        stop_server(hub, "student", token)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ import yaml
 
 from traitlets.config import Config
 
-from grader.hub.config import apply_settings
+from grader.hub.config import apply_settings, jupyter_config_path_for
 from grader.hub.layers import ConfigError, merge_layers, read_layer
 from grader.hub.settings import (
     DEFAULT_CONFIG_PATH,
@@ -152,6 +154,8 @@ def test_a_secrets_file_others_can_read_is_refused(tmp_path):
     ({"courses": {"ai101": {"students": ["x"]}}}, "courses.ai101", "'formgrader_port' is a required property"),
     ({"courses": {"ai101": {"formgrader_port": 70000}}}, "courses.ai101.formgrader_port", "greater than the maximum"),
     ({"accounts": {"lockout_seconds": -1}}, "accounts.lockout_seconds", "less than the minimum"),
+    ({"profiles": {"cpu": {"display_name": "CPU", "mem_limit": "4GB"}}}, "profiles.cpu.mem_limit", "does not match"),
+    ({"profiles": {"cpu": {"description": "no name"}}}, "profiles.cpu", "'display_name' is a required property"),
 ])
 def test_schema_errors_name_the_file_and_the_key(tmp_path, data, key, problem):
     config_file = _write_yaml(tmp_path / "platform.yaml", data)
@@ -216,11 +220,82 @@ def test_each_role_holds_only_its_own_scopes(tmp_path):
     assert roles["grader-ai101"]["groups"] == ["formgrade-ai101"]
     assert roles["instructor-ai101"]["users"] == ["ian"]
     # Everything an instructor or grader of ai101 may do is filtered to ai101 or its students.
-    for name in ("grader-ai101", "instructor-ai101", "formgrader-ai101"):
+    for name in ("grader-ai101", "instructor-ai101"):
         assert all(scope.endswith(("!service=ai101", "!group=nbgrader-ai101")) for scope in roles[name]["scopes"]), name
-    assert roles["formgrader-ai101"]["services"] == ["ai101"]
+    # The formgrader services need no role; the idle culler is the only service with one.
+    assert [name for name, role in roles.items() if "services" in role] == ["idle-culler"]
     assert roles["cohort-admin"]["users"] == ["cora"]
     assert all(scope.startswith(("read:", "list:")) for scope in roles["cohort-admin"]["scopes"])
     assert "admin" not in roles and c.Authenticator.admin_users == {"ada"}
     assert c.JupyterHub.load_groups["formgrade-ai101"]["users"] == ["ian", "gus"]
     assert c.PlatformAuthenticator.initial_users == ["ada", "cora", "ian", "gus", "sam", "ivy", "stu"]
+
+
+# --- students' JupyterLab ---------------------------------------------------------------------
+
+STUDENT_DIR = Path(__file__).resolve().parent.parent / "hub_config" / "jupyter" / "student"
+
+
+def _installed_plugin_ids() -> str:
+    """The text of the installed JupyterLab and nbgrader bundles, where plugin ids are declared."""
+    share = Path(sys.prefix) / "share" / "jupyter"
+    bundles = [*(share / "lab" / "static").glob("*.js"), *(share / "labextensions" / "@jupyter" / "nbgrader").rglob("*.js")]
+    return "".join(path.read_text(errors="replace") for path in bundles)
+
+
+def test_the_student_lab_disables_plugins_that_exist():
+    disabled = json.loads((STUDENT_DIR / "labconfig" / "page_config.json").read_text())["disabledExtensions"]
+    assert set(disabled) == {
+        "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list",
+        "@jupyterlab/apputils-extension:announcements",
+    }
+    # A renamed plugin in a newer release would silently come back: the ids must be real.
+    bundles = _installed_plugin_ids()
+    assert all(f'"{plugin_id}"' in bundles for plugin_id in disabled)
+    # Students keep what they need: the Assignments list and Validate.
+    assert '"@jupyter/nbgrader:assignment-list"' in bundles and "@jupyter/nbgrader:assignment-list" not in disabled
+
+
+def test_the_student_server_runs_without_the_formgrader_extension():
+    (server_config,) = (STUDENT_DIR / "jupyter_server_config.d").glob("*.json")
+    extensions = json.loads(server_config.read_text())["ServerApp"]["jpserver_extensions"]
+    assert extensions == {"nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False}
+
+
+def test_servers_read_the_platform_jupyter_config_first(tmp_path):
+    c, _ = _applied(tmp_path)
+    assert c.Spawner.environment["JUPYTER_CONFIG_PATH"] is jupyter_config_path_for
+
+
+def test_the_formgrader_service_may_be_framed_by_the_hub_only(tmp_path):
+    c, _ = _applied(tmp_path)
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "demo1"]
+    staff_dir = Path(service["environment"]["JUPYTER_CONFIG_PATH"])
+    headers = json.loads((staff_dir / "jupyter_server_config.json").read_text())["ServerApp"]["tornado_settings"]["headers"]
+    assert headers == {"Content-Security-Policy": "frame-ancestors 'self'"}
+
+
+# --- idle culling -----------------------------------------------------------------------------
+
+
+def test_the_idle_culler_runs_as_a_service_that_may_only_stop_servers(tmp_path):
+    c, settings = _applied(tmp_path)
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert service["command"][1:] == ["-m", "jupyterhub_idle_culler", "--timeout=3600", "--cull-every=300"]
+    assert "url" not in service  # it serves nothing
+    (role,) = [r for r in c.JupyterHub.load_roles if r.get("services") == ["idle-culler"]]
+    assert sorted(role["scopes"]) == ["delete:servers", "list:users", "read:servers", "read:users:activity"]
+
+
+def test_idle_culling_is_set_in_the_yaml_and_can_be_turned_off(tmp_path):
+    config_file = _write_yaml(tmp_path / "platform.yaml", {"idle_culler": {"timeout": 600, "max_age": 86400}})
+    settings = load_settings(_env(tmp_path, config_file))
+    assert (settings.idle_culler.timeout, settings.idle_culler.cull_every, settings.idle_culler.max_age) == (600, 300, 86400)
+    c = Config()
+    apply_settings(c, settings)
+    (service,) = c.JupyterHub.services
+    assert "--timeout=600" in service["command"] and "--max-age=86400" in service["command"]
+    _write_yaml(config_file, {"idle_culler": {"enabled": False}})
+    off = Config()
+    apply_settings(off, load_settings(_env(tmp_path, config_file)))
+    assert off.JupyterHub.services == [] and not [r for r in off.JupyterHub.load_roles if r["name"] == "idle-culler"]

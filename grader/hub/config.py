@@ -11,12 +11,28 @@ import sys
 from pathlib import Path
 
 from grader.course import prepare_course_dir
+from grader.hub.culler import culler_role, culler_service
+from grader.hub.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.roles import platform_groups, platform_roles
 from grader.hub.settings import CourseSettings, HubSettings
 from grader.hub.spawn import prepare_home
-from grader.paths import COURSES_DIR, REPO_ROOT
+from grader.paths import COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
 
 CHP_BINARY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
+# Jupyter configuration folders for servers, by kind of user (see hub_config/jupyter/README.md).
+JUPYTER_CONFIG_DIRS = HUB_CONFIG_DIR / "jupyter"
+STAFF_JUPYTER_CONFIG = JUPYTER_CONFIG_DIRS / "staff"
+STUDENT_JUPYTER_CONFIG = JUPYTER_CONFIG_DIRS / "student"
+
+
+def is_course_staff(user) -> bool:
+    """An instructor or grader of some course: in a ``formgrade-<course>`` group."""
+    return any(group.name.startswith("formgrade-") for group in user.groups)
+
+
+def jupyter_config_path_for(spawner) -> str:
+    """The ``JUPYTER_CONFIG_PATH`` of a user's server: students get a Lab without instructor tools."""
+    return str(STAFF_JUPYTER_CONFIG if is_course_staff(spawner.user) else STUDENT_JUPYTER_CONFIG)
 
 
 def _running_as_root() -> bool:
@@ -90,6 +106,26 @@ def update_spawner(c, settings: HubSettings) -> None:
     c.Spawner.start_timeout = 180
 
 
+def gpu_inventory(settings: HubSettings) -> GpuInventory:
+    if settings.gpu_devices is None:
+        return detect_gpus()
+    return GpuInventory(settings.gpu_devices, "" if settings.gpu_devices else "gpu_devices is empty in the platform settings")
+
+
+def update_profiles(c, settings: HubSettings) -> None:
+    """The spawn form with the settings' profiles; their limits and GPUs applied at each start."""
+    spawning = ProfileSpawning(settings.profiles, gpu_inventory(settings))
+    c.Spawner.options_form = spawning.options_form
+    c.Spawner.options_from_form = spawning.options_from_form
+    c.Spawner.apply_user_options = spawning.apply_user_options
+    c.Spawner.post_stop_hook = spawning.post_stop_hook
+
+
+def update_jupyter_config(c, settings: HubSettings) -> None:
+    """Which Jupyter configuration folder each server reads first, decided per user at spawn."""
+    c.Spawner.environment = {"JUPYTER_CONFIG_PATH": jupyter_config_path_for}
+
+
 def course_service(settings: HubSettings, course: CourseSettings) -> dict:
     """One course's formgrader: a Jupyter server in its course directory, run by the hub as a service."""
     course_dir = settings.course(course.course_id).course_dir
@@ -101,22 +137,30 @@ def course_service(settings: HubSettings, course: CourseSettings) -> dict:
         "command": [*_singleuser_command(), f"--ServerApp.root_dir={course_dir}"],
         "cwd": str(course_dir),
         "oauth_no_confirm": True,
-        "environment": {"JUPYTERHUB_DEFAULT_URL": "/formgrader"},
+        # The staff folder lets JupyterLab show the formgrader in a frame (nbgrader issue #1870).
+        "environment": {"JUPYTERHUB_DEFAULT_URL": "/formgrader", "JUPYTER_CONFIG_PATH": str(STAFF_JUPYTER_CONFIG)},
     }
 
 
 def update_courses(c, settings: HubSettings) -> None:
-    """Every course's formgrader service and nbgrader's two groups per course."""
+    """Every course's course directory, and nbgrader's two groups per course."""
     settings.homes_dir.mkdir(parents=True, exist_ok=True)
     for course in settings.courses:
         prepare_course_dir(settings.course(course.course_id))
-    c.JupyterHub.services = [course_service(settings, course) for course in settings.courses]
     c.JupyterHub.load_groups = platform_groups(settings)
+
+
+def update_services(c, settings: HubSettings) -> None:
+    """The hub's services: each course's formgrader, and the idle culler."""
+    services = [course_service(settings, course) for course in settings.courses]
+    if settings.idle_culler.enabled:
+        services.append(culler_service(settings))
+    c.JupyterHub.services = services
 
 
 def update_roles(c, settings: HubSettings) -> None:
     """Least-privilege roles (see :mod:`grader.hub.roles`); admins get JupyterHub's own admin role."""
-    c.JupyterHub.load_roles = platform_roles(settings)
+    c.JupyterHub.load_roles = platform_roles(settings) + ([culler_role()] if settings.idle_culler.enabled else [])
     c.Authenticator.admin_users = set(settings.admins)
 
 
@@ -127,5 +171,8 @@ def apply_settings(c, settings: HubSettings) -> None:
     update_storage(c, settings)
     update_auth(c, settings)
     update_spawner(c, settings)
+    update_jupyter_config(c, settings)
+    update_profiles(c, settings)
     update_courses(c, settings)
+    update_services(c, settings)
     update_roles(c, settings)

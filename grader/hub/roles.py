@@ -12,8 +12,10 @@ profile). On top of that:
 - ``cohort-admin``: reads users and groups, nothing more (seats come in a later issue).
 - ``admin``: JupyterHub's own role, for the accounts in ``admins``.
 
-The formgrader service of each course gets ``formgrader-<course>``: the scopes nbgrader's
-JupyterHub plugin uses to add and remove the course's students (nbgrader issues #1533, #1594).
+The course's formgrader service itself gets no role: it only checks who opens it (the hub's
+OAuth, ``access:services``), and its student form writes the gradebook, not the hub's groups.
+Enrolling in the hub (``nbgrader db student add`` with JupyterHub's plugin) runs with the
+instructor's own token, which ``instructor-<course>`` allows (nbgrader issues #1533, #1594).
 """
 
 from __future__ import annotations
@@ -33,11 +35,6 @@ def grader_scopes(course: CourseSettings) -> list[str]:
 def instructor_scopes(course: CourseSettings) -> list[str]:
     students = course.student_group
     return [f"list:users!group={students}", f"read:users!group={students}", f"groups!group={students}"]
-
-
-def formgrader_service_scopes(course: CourseSettings) -> list[str]:
-    students = course.student_group
-    return [f"list:groups!group={students}", f"groups!group={students}", f"read:users:groups!group={students}"]
 
 
 def platform_roles(settings: HubSettings) -> list[dict]:
@@ -70,20 +67,17 @@ def platform_roles(settings: HubSettings) -> list[dict]:
                 "scopes": instructor_scopes(course),
                 "users": list(course.instructors),
             },
-            {
-                "name": f"formgrader-{course.course_id}",
-                "description": f"The {course.course_id} formgrader service: enrol the course's students",
-                "scopes": formgrader_service_scopes(course),
-                "services": [course.course_id],
-            },
         ]
     return roles
 
 
 def platform_groups(settings: HubSettings) -> dict[str, dict]:
-    """The ``load_groups`` mapping: nbgrader's two groups per course."""
+    """The ``load_groups`` mapping: nbgrader's two groups per course, then the settings' own groups."""
     groups = {}
     for course in settings.courses:
         groups[course.formgrade_group] = {"users": list(dict.fromkeys([*course.instructors, *course.graders]))}
         groups[course.student_group] = {"users": list(course.students)}
+    for name, users in settings.groups:
+        members = groups.get(name, {}).get("users", [])
+        groups[name] = {"users": list(dict.fromkeys([*members, *users]))}
     return groups

@@ -34,6 +34,12 @@ DEFAULTS: dict[str, Any] = {
     "courses": {},
     "admins": [],
     "cohort_admins": [],
+    # Servers idle for an hour are stopped; checked every 5 minutes.
+    "idle_culler": {"enabled": True, "timeout": 3600, "cull_every": 300, "max_age": 0},
+    # Extra hub groups by name (e.g. who may use the GPU profile); members are added, never removed.
+    "groups": {},
+    # Spawn profiles by slug, in the order the form lists them; none: no form.
+    "profiles": {},
 }
 
 
@@ -61,6 +67,31 @@ class CourseSettings:
 
 
 @dataclass(frozen=True)
+class IdleCullerSettings:
+    enabled: bool = DEFAULTS["idle_culler"]["enabled"]
+    # Seconds without activity before a server is stopped.
+    timeout: int = DEFAULTS["idle_culler"]["timeout"]
+    cull_every: int = DEFAULTS["idle_culler"]["cull_every"]
+    # Seconds after which a server is stopped even when active; 0: never.
+    max_age: int = DEFAULTS["idle_culler"]["max_age"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A choice on the spawn form: resources for the user's server."""
+
+    slug: str
+    display_name: str
+    description: str = ""
+    cpu_limit: float | None = None
+    # JupyterHub's byte-size notation: "4G", "512M".
+    mem_limit: str | None = None
+    gpus: int = 0
+    # Only members of one of these groups may pick it; empty: everyone.
+    groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
     ip: str = DEFAULTS["ip"]
@@ -71,6 +102,11 @@ class HubSettings:
     # JupyterHub admins (everything), and cohort admins (read users and groups only, for now).
     admins: tuple[str, ...] = ()
     cohort_admins: tuple[str, ...] = ()
+    idle_culler: IdleCullerSettings = IdleCullerSettings()
+    groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    profiles: tuple[Profile, ...] = ()
+    # GPU ids handed out to servers (CUDA_VISIBLE_DEVICES); None: detected at hub start.
+    gpu_devices: tuple[str, ...] | None = None
     # Failed logins before a user is locked out for lockout_seconds.
     allowed_failed_logins: int = DEFAULTS["accounts"]["max_failed_logins"]
     lockout_seconds: int = DEFAULTS["accounts"]["lockout_seconds"]
@@ -104,7 +140,7 @@ class HubSettings:
 
     def users(self) -> list[str]:
         """Every account the settings name, once, in the order they first appear."""
-        names = [*self.admins, *self.cohort_admins] + [
+        names = [*self.admins, *self.cohort_admins, *(name for _, users in self.groups for name in users)] + [
             name
             for course in self.courses
             for name in (*course.instructors, *course.graders, *course.students)
@@ -192,6 +228,13 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         courses=courses,
         admins=tuple(config.get("admins", ())),
         cohort_admins=tuple(config.get("cohort_admins", ())),
+        idle_culler=IdleCullerSettings(**config["idle_culler"]),
+        groups=tuple((name, tuple(users)) for name, users in config["groups"].items()),
+        profiles=tuple(
+            Profile(slug=slug, **{key: tuple(value) if key == "groups" else value for key, value in entry.items()})
+            for slug, entry in config["profiles"].items()
+        ),
+        gpu_devices=tuple(str(device) for device in config["gpu_devices"]) if "gpu_devices" in config else None,
         allowed_failed_logins=config["accounts"]["max_failed_logins"],
         lockout_seconds=config["accounts"]["lockout_seconds"],
         exchange_dir=Path(config["exchange_dir"]) if config.get("exchange_dir") else None,
