@@ -156,7 +156,6 @@ def test_an_instructors_lab_keeps_the_nbgrader_tools_and_may_frame_the_formgrade
         # nbgrader's course list finds the course's formgrader service through the hub (nbgrader #1831).
         courses = requests.get(f"{hub.url}/user/instructor/formgraders", headers={"Authorization": f"token {token}"})
         assert courses.status_code == 200 and courses.json()["success"], courses.text
-        print(courses.json())
         hub_courses = [c for c in courses.json()["value"] if c["kind"] == "jupyterhub"]
         assert [(c["course_id"], c["url"].endswith("/services/ai101/lab?formgrader=true")) for c in hub_courses] == [("ai101", True)]
     finally:
@@ -168,7 +167,7 @@ def test_the_spawn_form_offers_the_profiles_a_user_may_pick(hub):
     student_form = login(hub, "student").get(f"{hub.url}/hub/spawn")
     assert student_form.status_code == 200
     assert 'value="cpu"' in student_form.text and 'value="gpu"' not in student_form.text
-    # The instructor may use the GPU profile (formgrade-ai101 is one of its groups).
+    # The instructor may use the GPU profile (hub_config/platform.yaml puts them in gpu-users).
     instructor_form = login(hub, "instructor").get(f"{hub.url}/hub/spawn")
     assert "GPU: 1 GPU, 16 GB" in instructor_form.text
     if no_gpu:

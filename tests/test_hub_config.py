@@ -187,6 +187,11 @@ def test_environment_renames_the_first_course_and_keeps_its_settings(tmp_path):
     assert settings.courses == (CourseSettings("demo9", 9999, title="AI", instructors=("ian",)),)
 
 
+def test_the_repository_yaml_takes_another_course_id_from_the_environment(tmp_path):
+    settings = load_settings({"AICOURSE_DATA_DIR": str(tmp_path), "AICOURSE_COURSE_ID": "demo2"})
+    assert [course.course_id for course in settings.courses] == ["demo2"]
+
+
 def test_relative_paths_in_the_yaml_are_relative_to_its_folder(tmp_path):
     (tmp_path / "conf").mkdir()
     config_file = _write_yaml(tmp_path / "conf" / "platform.yaml", {

@@ -219,6 +219,13 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         if port in seen:
             raise ConfigError(f"{key}: port {port} is already used by {seen[port]}")
         seen[port] = key
+    # A misspelt group would silently hide a profile from everyone.
+    known_groups = set(config["groups"]) | {g for c in courses for g in (c.formgrade_group, c.student_group)}
+    for slug, entry in config["profiles"].items():
+        for group in entry.get("groups", ()):
+            if group not in known_groups:
+                raise ConfigError(f"profiles.{slug}.groups: no group {group!r}; declare it under groups: "
+                                  f"(known: {', '.join(sorted(known_groups)) or 'none'})")
     return HubSettings(
         data_dir=Path(config["data_dir"]),
         ip=config["ip"],
