@@ -40,24 +40,27 @@ def test_a_wrong_password_is_refused(hub):
     assert response.status_code == 403
 
 
-def _execute(ws, code: str, timeout: float = 60) -> str:
-    """Send one execute_request on the kernel's channels websocket; return its text/plain result."""
+def _execute(ws, code: str, timeout: float = 120) -> str | None:
+    """Run one cell over the kernel's channels websocket; return its text/plain result (or None),
+    raising on an error, once the kernel is idle again."""
     msg_id = uuid.uuid4().hex
     ws.send(json.dumps({
         "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex, "version": "5.3"},
         "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {}, "allow_stdin": False},
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False},
     }))
-    deadline = time.monotonic() + timeout
+    result, deadline = None, time.monotonic() + timeout
     while time.monotonic() < deadline:
         message = json.loads(ws.recv())
         if message.get("parent_header", {}).get("msg_id") != msg_id:
             continue
         if message["msg_type"] == "execute_result":
-            return message["content"]["data"]["text/plain"]
+            result = message["content"]["data"]["text/plain"]
         if message["msg_type"] == "error":
             raise AssertionError(f"kernel error: {message['content']['ename']}: {message['content']['evalue']}")
-    raise TimeoutError("no execute_result")
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return result
+    raise TimeoutError(f"cell not finished after {timeout}s")
 
 
 def test_student_logs_in_spawns_and_runs_a_cell(hub):
@@ -72,15 +75,22 @@ def test_student_logs_in_spawns_and_runs_a_cell(hub):
         assert listing.status_code == 200
         assert "01_forward_pass.ipynb" in {item["name"] for item in listing.json()["content"]}
 
-        kernel = requests.post(f"{base}/api/kernels", headers=headers, json={"name": "python3"})
-        assert kernel.status_code == 201, kernel.text
-        ws_url = f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel.json()['id']}/channels"
-        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=60)
+        # Open the first lesson as JupyterLab does (a session: the kernel starts in the lesson's
+        # folder, so its helper module imports) and run every code cell of it.
+        lesson = "courses/01_backprop/01_forward_pass.ipynb"
+        notebook = requests.get(f"{base}/api/contents/{lesson}", headers=headers).json()["content"]
+        opened = requests.post(f"{base}/api/sessions", headers=headers,
+                               json={"path": lesson, "type": "notebook", "name": "", "kernel": {"name": "python3"}})
+        assert opened.status_code == 201, opened.text
+        ws_url = f"{base.replace('http', 'ws', 1)}/api/kernels/{opened.json()['kernel']['id']}/channels"
+        ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=120)
         try:
-            result = _execute(ws, "import numpy as np\nint(np.arange(4) @ np.arange(4))")
+            assert _execute(ws, "import numpy as np\nint(np.arange(4) @ np.arange(4))") == "14"
+            for cell in notebook["cells"]:
+                if cell["cell_type"] == "code":
+                    _execute(ws, cell["source"])  # raises on the first error
         finally:
             ws.close()
-        assert result == "14"
     finally:
         stop_server(hub, "student", token)
 
