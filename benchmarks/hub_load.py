@@ -1,0 +1,396 @@
+"""Benchmark: N students log in, spawn, run a cell and stop, on our hub and on a bare JupyterHub.
+
+    .venv/bin/python benchmarks/hub_load.py                  # 50 students, 4 at a time
+    .venv/bin/python benchmarks/hub_load.py -n 10 --concurrency 2
+
+Each simulated student logs in through the login form, starts a server through the REST API,
+waits until the hub reports it ready, opens a kernel, executes one cell over the kernel websocket,
+and stops the server (waiting until the hub has stopped it). This is done against two hubs, one
+after the other, each on random loopback ports with a temporary data folder:
+
+* **ours**: hub_config/jupyterhub_config.py with a temporary platform YAML ($AICOURSE_CONFIG) that
+  is hub_config/platform.yaml with the course's students replaced by the N simulated ones; their
+  passwords are read from the hub's first-start output, as an instructor reads them.
+* **bare (reference)**: a plain JupyterHub with a trivial config written to a temporary folder:
+  the same spawner (SimpleLocalProcessSpawner), the same single-user command (including
+  --allow-root when run as root) and the same http/start timeouts, but JupyterHub's
+  DummyAuthenticator with one shared password. That authenticator is used for the reference only.
+
+Concurrency is bounded by a thread pool (--concurrency); every request has a timeout and every
+polling loop is bounded in count and time. The script prints p50/p95 of login time and of
+spawn-to-ready time for each hub, error counts per stage, and the ratio ours/bare for p50 and p95.
+Both hubs are stopped by process group at the end, also on errors or Ctrl-C.
+
+Target: no errors on either hub, and ours/bare at most 1.1 for the p50 and p95 of both login and
+spawn-to-ready time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+import websocket
+import yaml
+from tqdm.auto import tqdm
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "tests")]
+
+from grader.hub.config import _singleuser_command  # noqa: E402  (the exact command our hub spawns)
+from grader.paths import HUB_CONFIG_DIR  # noqa: E402
+from hubfixture import RunningHub, _wait_until_up, free_port, start_hub, stop_hub  # noqa: E402
+
+REQUEST_TIMEOUT = 30  # seconds, for every single HTTP request
+POLL_INTERVAL = 0.25  # seconds between readiness / stop polls
+READY_TIMEOUT = 240  # seconds a spawn may take before it counts as an error
+STOP_TIMEOUT = 90
+CELL = "sum(i * i for i in range(4))"
+CELL_RESULT = "14"
+TARGET_RATIO = 1.1
+
+
+@dataclass
+class Result:
+    user: str
+    login_s: float | None = None
+    spawn_s: float | None = None
+    cell_s: float | None = None
+    error_stage: str | None = None
+    error: str = ""
+
+
+@dataclass
+class Run:
+    label: str
+    results: list[Result] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+# --- one simulated student ---------------------------------------------------------------------
+
+
+def timed_login(url: str, username: str, password: str) -> tuple[requests.Session, float]:
+    session = requests.Session()
+    start = time.perf_counter()
+    session.get(f"{url}/hub/login", timeout=REQUEST_TIMEOUT).raise_for_status()
+    response = session.post(
+        f"{url}/hub/login",
+        data={"username": username, "password": password, "_xsrf": session.cookies.get("_xsrf")},
+        allow_redirects=False,
+        timeout=REQUEST_TIMEOUT,
+    )
+    elapsed = time.perf_counter() - start
+    if response.status_code != 302:
+        raise RuntimeError(f"login answered {response.status_code}")
+    return session, elapsed
+
+
+def token_for(url: str, session: requests.Session, username: str) -> str:
+    response = session.post(
+        f"{url}/hub/api/users/{username}/tokens",
+        json={"note": "hub_load benchmark", "expires_in": 3600},
+        headers={"X-XSRFToken": session.cookies.get("_xsrf")},
+        timeout=REQUEST_TIMEOUT,
+    )
+    response.raise_for_status()
+    return response.json()["token"]
+
+
+def _user_model(url: str, username: str, headers: dict) -> dict:
+    response = requests.get(f"{url}/hub/api/users/{username}", headers=headers, timeout=REQUEST_TIMEOUT)
+    response.raise_for_status()
+    return response.json()
+
+
+def timed_spawn(url: str, username: str, headers: dict) -> float:
+    """Seconds from the start request until the hub reports the server ready."""
+    start = time.perf_counter()
+    response = requests.post(f"{url}/hub/api/users/{username}/server", headers=headers, timeout=REQUEST_TIMEOUT)
+    if response.status_code not in (201, 202):
+        raise RuntimeError(f"start answered {response.status_code}: {response.text[:200]}")
+    deadline = time.monotonic() + READY_TIMEOUT
+    for _ in range(int(READY_TIMEOUT / POLL_INTERVAL) + 1):
+        if time.monotonic() > deadline:
+            break
+        user = _user_model(url, username, headers)
+        server = user.get("servers", {}).get("")
+        if server and server.get("ready"):
+            return time.perf_counter() - start
+        if not server and not user.get("pending") and response.status_code == 202 and time.perf_counter() - start > 5:
+            raise RuntimeError("spawn failed: server gone and nothing pending")
+        time.sleep(POLL_INTERVAL)
+    raise TimeoutError(f"server not ready after {READY_TIMEOUT}s")
+
+
+def execute_cell(url: str, username: str, headers: dict, code: str = CELL, timeout: float = 60) -> float:
+    """Open a kernel, run one cell over its websocket, check the result; return the seconds it took."""
+    base = f"{url}/user/{username}"
+    start = time.perf_counter()
+    kernel = requests.post(f"{base}/api/kernels", headers=headers, json={"name": "python3"}, timeout=REQUEST_TIMEOUT)
+    if kernel.status_code != 201:
+        raise RuntimeError(f"kernel start answered {kernel.status_code}: {kernel.text[:200]}")
+    ws_url = f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel.json()['id']}/channels"
+    ws = websocket.create_connection(ws_url, header=[f"Authorization: {headers['Authorization']}"], timeout=timeout)
+    try:
+        msg_id = uuid.uuid4().hex
+        ws.send(json.dumps({
+            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": username,
+                       "session": uuid.uuid4().hex, "version": "5.3"},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False},
+        }))
+        deadline = time.monotonic() + timeout
+        for _ in range(10_000):  # a bounded number of messages, and a bounded time
+            if time.monotonic() > deadline:
+                break
+            message = json.loads(ws.recv())
+            if message.get("parent_header", {}).get("msg_id") != msg_id:
+                continue
+            if message["msg_type"] == "execute_result":
+                result = message["content"]["data"]["text/plain"]
+                if result != CELL_RESULT:
+                    raise RuntimeError(f"cell returned {result!r}")
+                return time.perf_counter() - start
+            if message["msg_type"] == "error":
+                raise RuntimeError(f"kernel error {message['content']['ename']}: {message['content']['evalue']}")
+        raise TimeoutError("no execute_result")
+    finally:
+        ws.close()
+
+
+def stop_and_wait(url: str, username: str, headers: dict) -> None:
+    response = requests.delete(f"{url}/hub/api/users/{username}/server", headers=headers, timeout=REQUEST_TIMEOUT)
+    if response.status_code not in (202, 204):
+        raise RuntimeError(f"stop answered {response.status_code}: {response.text[:200]}")
+    deadline = time.monotonic() + STOP_TIMEOUT
+    for _ in range(int(STOP_TIMEOUT / POLL_INTERVAL) + 1):
+        if time.monotonic() > deadline:
+            break
+        user = _user_model(url, username, headers)
+        if not user.get("servers") and not user.get("pending"):
+            return
+        time.sleep(POLL_INTERVAL)
+    raise TimeoutError(f"server not stopped after {STOP_TIMEOUT}s")
+
+
+def one_student(url: str, username: str, password: str) -> Result:
+    result = Result(username)
+    stage = "login"
+    headers: dict = {}
+    started = False
+    try:
+        session, result.login_s = timed_login(url, username, password)
+        stage = "token"
+        headers = {"Authorization": f"token {token_for(url, session, username)}"}
+        stage = "spawn"
+        started = True
+        result.spawn_s = timed_spawn(url, username, headers)
+        stage = "cell"
+        result.cell_s = execute_cell(url, username, headers)
+        stage = "stop"
+        started = False
+        stop_and_wait(url, username, headers)
+    except Exception as error:  # counted, reported, and the run goes on
+        result.error_stage, result.error = stage, f"{type(error).__name__}: {error}"
+        if started and headers:
+            try:  # do not leave a server behind after a failed cell
+                stop_and_wait(url, username, headers)
+            except Exception:
+                pass
+    return result
+
+
+def run_students(label: str, url: str, passwords: dict[str, str], concurrency: int) -> Run:
+    run = Run(label)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        futures = [pool.submit(one_student, url, user, password) for user, password in passwords.items()]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=label, unit="student"):
+            run.results.append(future.result())
+    run.wall_s = time.perf_counter() - start
+    return run
+
+
+# --- the two hubs ------------------------------------------------------------------------------
+
+
+def student_names(n: int) -> list[str]:
+    return [f"bench{i:03d}" for i in range(1, n + 1)]
+
+
+def start_our_hub(work: Path, students: list[str]) -> tuple[RunningHub, dict[str, str]]:
+    """Our configuration, with the course's students replaced by the simulated ones."""
+    platform = yaml.safe_load((HUB_CONFIG_DIR / "platform.yaml").read_text())
+    first_course = next(iter(platform["courses"].values()))
+    first_course["students"] = students
+    config_file = work / "platform.yaml"
+    config_file.write_text(yaml.safe_dump(platform, sort_keys=False))
+    previous = os.environ.get("AICOURSE_CONFIG")
+    os.environ["AICOURSE_CONFIG"] = str(config_file)
+    try:
+        hub = start_hub(work / "ours-data", timeout=180)
+    finally:
+        if previous is None:
+            os.environ.pop("AICOURSE_CONFIG", None)
+        else:
+            os.environ["AICOURSE_CONFIG"] = previous
+    missing = [name for name in students if name not in hub.passwords]
+    if missing:
+        stop_hub(hub)
+        raise RuntimeError(f"no first-start password printed for {missing[:5]} ({len(missing)} in all)")
+    return hub, {name: hub.passwords[name] for name in students}
+
+
+BARE_CONFIG = """\
+# REFERENCE ONLY: a bare JupyterHub for the hub_load benchmark, not a configuration to deploy.
+# DummyAuthenticator lets anyone in with the shared password below.
+c = get_config()  # noqa: F821
+c.JupyterHub.bind_url = "http://127.0.0.1:{port}"
+c.JupyterHub.hub_bind_url = "http://127.0.0.1:{hub_port}"
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{proxy_api_port}"
+c.ConfigurableHTTPProxy.pid_file = {pid_file!r}
+c.JupyterHub.db_url = "sqlite:///{data_dir}/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = {cookie_file!r}
+c.JupyterHub.authenticator_class = "dummy"
+c.DummyAuthenticator.password = {password!r}
+c.Authenticator.allow_all = True
+c.JupyterHub.spawner_class = "simple"
+c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
+c.Spawner.cmd = {cmd!r}
+c.Spawner.http_timeout = 120
+c.Spawner.start_timeout = 180
+"""
+
+
+def start_bare_hub(work: Path, students: list[str]) -> tuple[RunningHub, dict[str, str]]:
+    """The reference: a plain JupyterHub, same spawner and command, DummyAuthenticator."""
+    data_dir = work / "bare-data"
+    (data_dir / "homes").mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)  # shared by every simulated student of the reference only
+    port = free_port()
+    config_file = work / "bare_jupyterhub_config.py"
+    config_file.write_text(BARE_CONFIG.format(
+        port=port, hub_port=free_port(), proxy_api_port=free_port(), pid_file=str(data_dir / "proxy.pid"),
+        data_dir=data_dir, cookie_file=str(data_dir / "jupyterhub_cookie_secret"), password=password,
+        homes=str(data_dir / "homes"), cmd=_singleuser_command(),
+    ))
+    env = dict(os.environ)
+    env["PATH"] = os.pathsep.join([str(REPO / "node_modules" / ".bin"), str(Path(sys.executable).parent), env.get("PATH", "")])
+    log_path = data_dir / "hub.log"
+    with open(log_path, "w") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config_file)],
+            cwd=data_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, stopped as one by stop_hub
+        )
+    hub = RunningHub(url=f"http://127.0.0.1:{port}", process=process, log_path=log_path, data_dir=data_dir)
+    try:
+        _wait_until_up(hub, 180)
+    except Exception:
+        stop_hub(hub)
+        raise
+    return hub, {name: password for name in students}
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between closest ranks; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def figures(run: Run) -> dict:
+    def of(attr):
+        values = [getattr(r, attr) for r in run.results if getattr(r, attr) is not None]
+        return {"p50": percentile(values, 50), "p95": percentile(values, 95), "n": len(values)}
+
+    errors: dict[str, int] = {}
+    for r in run.results:
+        if r.error_stage:
+            errors[r.error_stage] = errors.get(r.error_stage, 0) + 1
+    return {"login": of("login_s"), "spawn": of("spawn_s"), "cell": of("cell_s"), "errors": errors,
+            "wall": run.wall_s}
+
+
+def _fmt(value: float | None) -> str:
+    return "   n/a" if value is None else f"{value:6.2f}"
+
+
+def report(ours: Run, bare: Run, concurrency: int) -> bool:
+    fo, fb = figures(ours), figures(bare)
+    n = len(ours.results)
+    print(f"\n{n} students per hub, {concurrency} at a time (seconds)")
+    print(f"{'':28}{'ours':>16}{'bare (ref.)':>16}{'ours/bare':>16}")
+    ok = True
+    for metric, name in [("login", "login"), ("spawn", "spawn-to-ready"), ("cell", "kernel + one cell")]:
+        for q in ("p50", "p95"):
+            a, b = fo[metric][q], fb[metric][q]
+            ratio = a / b if a is not None and b else None
+            print(f"{name + ' ' + q:28}{_fmt(a):>16}{_fmt(b):>16}{(f'{ratio:.2f}' if ratio else 'n/a'):>16}")
+            if metric in ("login", "spawn") and (ratio is None or ratio > TARGET_RATIO):
+                ok = False
+    print(f"{'wall time':28}{_fmt(fo['wall']):>16}{_fmt(fb['wall']):>16}")
+    for label, run, f in [("ours", ours, fo), ("bare", bare, fb)]:
+        total = sum(f["errors"].values())
+        detail = ", ".join(f"{stage}: {count}" for stage, count in sorted(f["errors"].items())) or "none"
+        print(f"errors {label}: {total} ({detail})")
+        for r in [r for r in run.results if r.error_stage][:5]:
+            print(f"  {r.user} at {r.error_stage}: {r.error[:300]}")
+        ok = ok and total == 0
+    print(f"target (no errors, ours/bare <= {TARGET_RATIO} for login and spawn p50/p95): {'met' if ok else 'NOT met'}")
+    return ok
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", "--students", type=int, default=50, help="simulated students per hub (default 50)")
+    parser.add_argument("--concurrency", type=int, default=4, help="students at a time (default 4)")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (hub logs) and print it")
+    args = parser.parse_args(argv)
+    if args.students < 1 or args.concurrency < 1:
+        parser.error("-n and --concurrency must be at least 1")
+
+    students = student_names(args.students)
+    work = Path(tempfile.mkdtemp(prefix="hub-load-"))
+    started = time.perf_counter()
+    runs: dict[str, Run] = {}
+    try:
+        for label, starter in [("ours", start_our_hub), ("bare", start_bare_hub)]:
+            hub, passwords = starter(work, students)
+            try:
+                runs[label] = run_students(label, hub.url, passwords, args.concurrency)
+            finally:
+                stop_hub(hub)
+    finally:
+        if args.keep:
+            print(f"hub logs kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    ok = report(runs["ours"], runs["bare"], args.concurrency)
+    print(f"total run time {time.perf_counter() - started:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
