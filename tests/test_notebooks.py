@@ -39,6 +39,10 @@ def test_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("MPLBACKEND", "Agg")
     monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Lessons run side by side under pytest-xdist: share the cores instead of oversubscribing them
+    # (two MiniLM lessons with 2 threads each on 2 cores ran 4x slower than one at a time).
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    monkeypatch.setenv("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     parameters = notebook_smoke_parameters(path)
     output = tmp_path / path.name
     run_notebook(path, output, parameters=parameters)
