@@ -14,6 +14,7 @@ way is resumed by running it again.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import queue
 import shutil
@@ -214,6 +215,7 @@ def autograde_assignment(
     students: list[str] | None = None,
     workers: int | None = None,
     limits: Limits | None = None,
+    limit_overrides: dict | None = None,
     preload: list[str] | None = None,
     scheduler: str | None = None,
     db_url: str | None = None,
@@ -223,6 +225,8 @@ def autograde_assignment(
     """Autograde ``assignment_id`` for ``students`` (default: everyone who submitted).
 
     Already-graded submissions whose files are unchanged are skipped unless ``force``.
+    ``limits`` defaults to the course's (its nbgrader ``Execute.timeout`` per cell);
+    ``limit_overrides`` replaces single fields of it, e.g. ``{"memory_bytes": 1 << 30}``.
     """
     course_dir = Path(course_dir).resolve()
     config = load_course_config(course_dir)
@@ -233,7 +237,7 @@ def autograde_assignment(
         submitted_root = Path(coursedir.root) / coursedir.submitted_directory
         students = sorted(p.parent.name for p in submitted_root.glob(f"*/{assignment_id}") if p.is_dir())
     workers = workers or os.cpu_count() or 1
-    limits = limits or _default_limits(config)
+    limits = dataclasses.replace(limits or _default_limits(config), **(limit_overrides or {}))
     store = ProgressStore(course_dir)
 
     outcomes, todo = [], []

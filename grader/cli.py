@@ -51,18 +51,17 @@ def _cmd_collect(args: argparse.Namespace) -> int:
 
 
 def _cmd_autograde(args: argparse.Namespace) -> int:
-    defaults = Limits()
-    limits = Limits(
-        cell_timeout=args.cell_timeout if args.cell_timeout is not None else defaults.cell_timeout,
-        submission_timeout=args.timeout,
-        memory_bytes=args.memory << 20,
-        output_bytes=args.output_limit << 10,
-    ) if args.cell_timeout is not None or args.limits_given else None
+    given = {
+        "cell_timeout": args.cell_timeout,
+        "submission_timeout": args.timeout,
+        "memory_bytes": args.memory << 20 if args.memory is not None else None,
+        "output_bytes": args.output_limit << 10 if args.output_limit is not None else None,
+    }
     outcomes = autograde_assignment(
         course_dir=args.course_dir,
         assignment_id=args.assignment,
         workers=args.workers,
-        limits=limits,
+        limit_overrides={name: value for name, value in given.items() if value is not None},
         preload=args.preload.split(",") if args.preload is not None else None,
         scheduler=args.scheduler,
         db_url=args.db,
@@ -138,9 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     autograde.add_argument("--workers", type=int, default=None, help="parallel submissions (default: number of cores)")
     autograde.add_argument("--cell-timeout", type=float, default=None,
                            help="seconds per cell (default: the course's Execute.timeout, as nbgrader)")
-    autograde.add_argument("--timeout", type=float, default=limits.submission_timeout, help="wall-clock seconds per submission")
-    autograde.add_argument("--memory", type=int, default=limits.memory_bytes >> 20, help="MiB of memory per submission")
-    autograde.add_argument("--output-limit", type=int, default=limits.output_bytes >> 10, help="KiB of output per submission")
+    autograde.add_argument("--timeout", type=float, default=None,
+                           help=f"wall-clock seconds per submission (default: {limits.submission_timeout:.0f})")
+    autograde.add_argument("--memory", type=int, default=None,
+                           help=f"MiB of memory per submission (default: {limits.memory_bytes >> 20})")
+    autograde.add_argument("--output-limit", type=int, default=None,
+                           help=f"KiB of output per submission (default: {limits.output_bytes >> 10})")
     autograde.add_argument("--preload", default=None, help="comma-separated modules the executor imports once")
     autograde.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...) to grade on a cluster")
     autograde.add_argument("--db", default=None, help="gradebook URL (default: the course's, usually SQLite)")
@@ -194,13 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    # Limits are passed only when the instructor set one, so the course config's timeout applies otherwise.
-    args.limits_given = any(
-        getattr(args, name, None) != parser._subparsers._group_actions[0].choices[args.verb].get_default(name)
-        for name in ("timeout", "memory", "output_limit")
-    ) if args.verb == "autograde" else False
+    args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
     except GraderError as error:

@@ -162,3 +162,15 @@ def test_grading_into_postgresql_gives_the_sqlite_scores(tmp_path, batch):
         for case in cases:
             pg_rows = grade_rows(url, course_id=course.course_id, assignment_id=ASSIGNMENT, student_id=case)
             assert {row.cell: row.auto_score for row in pg_rows if row.autograded} == autograded_scores(sqlite_course, case)
+
+
+def test_cli_limits_override_only_what_is_given(tmp_path):
+    from grader.cli import main
+
+    course = make_fixture_course(tmp_path, ["solution", "memory-hog"])
+    code = main(["--course-dir", str(course.course_dir), "autograde", ASSIGNMENT, "--workers", "2",
+                 "--preload", "numpy", "--memory", "300", "--cell-timeout", "5"])
+    assert code == 0
+    records = {r.student_id: r for r in ProgressStore(course.course_dir).records(ASSIGNMENT)}
+    assert records["solution"].status == "ok"
+    assert records["memory-hog"].status == "memory" and "> 300 MiB" in records["memory-hog"].reason
