@@ -11,10 +11,12 @@ from __future__ import annotations
 import io
 import os
 import sys
+import tempfile
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
 from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
 
 
 class OutputLimitExceeded(RuntimeError):
@@ -132,6 +134,32 @@ class RecordingShell(InteractiveShell):
         """The inline backend needs no GUI event loop (ipykernel's shell does the same)."""
 
 
+def prepare_shell() -> RecordingShell:
+    """Build the IPython shell with the inline matplotlib backend, once, before any fork.
+
+    Called in the zygote so each forked child starts with a ready shell (building one costs
+    ~50 ms: IPython's own set-up plus matplotlib's backend registry). Nothing here starts a
+    thread (history is off), so forking afterwards is safe; the profile folder is a private
+    temporary one, so the grader's home is never written to.
+    """
+    if RecordingShell.initialized():
+        return RecordingShell.instance()
+    os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="grader-ipython-"))
+    config = Config()
+    # The history manager would start a saving thread; a kernel's history is not graded anyway.
+    config.HistoryManager.enabled = False
+    shell = RecordingShell.instance(
+        config=config,
+        displayhook_class=RecordingDisplayHook,
+        display_pub_class=RecordingDisplayPublisher,
+        colors="linux",  # the kernel's colour scheme, so tracebacks look as they do in JupyterLab
+    )
+    # Figures appear as display_data, as with the inline backend of a notebook kernel.
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
+    shell.enable_matplotlib("inline")
+    return shell
+
+
 class CellRunner:
     """One IPython shell for one submission; ``run(code)`` returns the cell's outputs."""
 
@@ -139,19 +167,11 @@ class CellRunner:
         self.recorder = OutputRecorder(output_cap_bytes)
         RecordingDisplayHook.recorder = self.recorder
         RecordingDisplayPublisher.recorder = self.recorder
-        self.shell = RecordingShell.instance(
-            displayhook_class=RecordingDisplayHook,
-            display_pub_class=RecordingDisplayPublisher,
-            colors="linux",  # the kernel's colour scheme, so tracebacks look as they do in JupyterLab
-        )
-        self.shell.history_manager.enabled = False
+        self.shell = prepare_shell()
         self.shell._showtraceback = self._record_traceback
         sys.stdout = RecordingStream(self.recorder, "stdout")
         sys.stderr = RecordingStream(self.recorder, "stderr")
         self._capture_c_level_output(fd_capture_dir)
-        # Figures appear as display_data, as with the inline backend of a notebook kernel.
-        os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-        self.shell.enable_matplotlib("inline")
 
     def _capture_c_level_output(self, directory: str) -> None:
         # ipykernel forwards what C libraries write to file descriptors 1 and 2 into the notebook;

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import ctypes
 import faulthandler
+import gc
 import importlib
 import os
 import signal
@@ -112,9 +113,15 @@ def preload(modules: list[str]) -> None:
             importlib.import_module(name)
         except ImportError as error:  # a missing optional library must not stop grading
             print(f"zygote: could not preload {name}: {error}", file=sys.stderr)
-    import grader.executor.cellrunner  # noqa: F401  (IPython and matplotlib_inline)
-    import matplotlib_inline.backend_inline  # noqa: F401
+    from grader.executor.cellrunner import prepare_shell
+
+    prepare_shell()
     warnings.resetwarnings()
+    # Every object so far is shared with the children copy-on-write. Moving them out of the
+    # garbage collector's reach keeps a child's first full collection from touching (and so
+    # copying) every page of the pre-imported heap: tens of milliseconds per submission.
+    gc.collect()
+    gc.freeze()
 
 
 def main(argv: list[str]) -> None:
