@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, claim_sandbox_slots
 from grader.nbgrader_api import load_course_config
+from grader.nbgrader_speedups import faster_nbgrader
 from grader.progress import GradedRecord, ProgressStore, fingerprint
 from grader.tamper import inspect_submission
 
@@ -273,7 +274,7 @@ def autograde_assignment(
     previous_execution = os.environ.get("NBGRADER_EXECUTION")
     os.environ["NBGRADER_EXECUTION"] = "autograde"
     try:
-        with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        with faster_nbgrader(), ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
             total=len(todo), desc=f"autograde {assignment_id}", unit="submission", disable=not progress
         ) as bar:
             futures = [pool.submit(run, student) for student in todo]

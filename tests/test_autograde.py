@@ -46,7 +46,7 @@ EXPECTED = {
     "malformed-json": (ZERO, "ok", "not valid JSON"),
     "nbformat3": (FULL, "ok", "nbformat 3, converted"),
 }
-TEST_LIMITS = Limits(cell_timeout=3, submission_timeout=60, memory_bytes=600 << 20, output_bytes=200_000, kill_grace=2)
+TEST_LIMITS = Limits(cell_timeout=3, submission_timeout=60, memory_bytes=250 << 20, output_bytes=200_000, kill_grace=2)
 
 
 def make_fixture_course(root: Path, cases) -> Course:

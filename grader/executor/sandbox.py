@@ -169,8 +169,8 @@ def _current_address_space() -> int:
 
 
 def apply_limits(spec: SandboxSpec, *, limit_processes: bool) -> None:
-    # A backstop only: the grader ends the submission at memory_bytes of real (proportional)
-    # memory; address space also counts what the zygote mapped and what is reserved, not used.
+    # A backstop only: the grader ends the submission at memory_bytes of memory added to what
+    # the zygote left it; address space also counts what the zygote mapped and what is reserved, not used.
     address_space = _current_address_space() + 2 * spec.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     resource.setrlimit(resource.RLIMIT_FSIZE, (spec.file_size_bytes, spec.file_size_bytes))

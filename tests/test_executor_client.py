@@ -1,0 +1,40 @@
+"""The executor on its own: memory accounting against the zygote, and MemoryError as a limit."""
+
+from __future__ import annotations
+
+import pytest
+
+from grader.executor.client import ExecutionRequest, Limits, Zygote
+
+pytestmark = pytest.mark.slow
+
+LIMITS = Limits(cell_timeout=20, submission_timeout=60, memory_bytes=400 << 20, kill_grace=2)
+
+
+@pytest.fixture(scope="module")
+def zygote():
+    with Zygote(["numpy"]) as running:
+        yield running
+
+
+def test_memory_counts_what_the_submission_added_not_what_it_inherited(zygote):
+    # Hold ~120 MiB for a second, so the grader's memory poll sees it.
+    cells = ["import numpy as np, time\nheld = np.ones(15 << 20)\ntime.sleep(1.0)", "print(held.nbytes >> 20)"]
+    result = zygote.execute(ExecutionRequest(cells=cells), LIMITS)
+    assert result.status == "ok", result.reason
+    assert result.cells[1].outputs[0]["text"] == "120\n"
+    # The zygote's own pages (numpy, IPython: tens of MiB) are not charged to the submission.
+    assert 120 << 20 <= result.peak_memory_bytes < 150 << 20, result.peak_memory_bytes >> 20
+
+
+def test_a_refused_allocation_ends_the_submission_as_a_memory_limit(zygote):
+    cells = ["raise MemoryError('allocation refused')", "print('never run')"]
+    result = zygote.execute(ExecutionRequest(cells=cells), LIMITS)
+    assert result.status == "memory"
+    assert "cell 1 raised MemoryError" in result.reason
+    # The cell keeps its error; the cell after it is not run and says why.
+    assert result.cells[0].outputs[0]["ename"] == "MemoryError"
+    assert result.cells[1].outputs == [
+        {"output_type": "error", "ename": "GraderLimitExceeded", "evalue": f"not executed: {result.reason}",
+         "traceback": [f"GraderLimitExceeded: not executed: {result.reason}"]}
+    ]
