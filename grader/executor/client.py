@@ -34,7 +34,7 @@ class Limits:
     submission_timeout: float = 1800.0
     memory_bytes: int = 2 << 30
     output_bytes: int = 4 << 20
-    max_processes: int = 16  # processes in the submission's group; more ends the submission
+    max_processes: int = 16  # processes of the submission (its own and below); more ends it
     # After the per-cell timeout the child interrupts the cell itself, as a kernel interrupt
     # would; code that ignores the interrupt is killed this many seconds later.
     kill_grace: float = 5.0
@@ -75,19 +75,28 @@ def _raised_memory_error(outputs: list[dict]) -> bool:
                for output in outputs)
 
 
-def _process_group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
+def _process_tree(root: int) -> list[int]:
+    """``root`` and every process below it, from ``/proc/PID/task/TID/children``.
+
+    The submission's process is a child subreaper (see zygote.run_session), so a process its code
+    double-forks or moves to another session still hangs below it. Reading a few files per
+    process is far cheaper than scanning all of ``/proc`` after every cell.
+    """
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
         try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
+            threads = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # field 5 of stat, third after the command name
-            members.append(int(entry))
-    return members
+        for tid in threads:
+            try:
+                with open(f"/proc/{pid}/task/{tid}/children") as children:
+                    pending.extend(int(child) for child in children.read().split())
+            except OSError:
+                continue
+    return tree
 
 
 def _private_memory(pid: int) -> int:
@@ -116,9 +125,9 @@ def _memory_bytes(pids: list[int], inherited: int) -> int:
     return sum(max(0, _private_memory(pid) - inherited) for pid in pids)
 
 
-def _kill_strays(pgid: int, keep: int) -> None:
-    """Between cells, end any process the student's code left running in the group."""
-    for pid in _process_group_members(pgid):
+def _kill_strays(root: int, keep: int) -> None:
+    """Between cells, end any process the student's code left running below the submission."""
+    for pid in _process_tree(root):
         if pid != keep:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -268,7 +277,7 @@ class Zygote:
                     return "ok", "", recv_message(sock)
                 except ConnectionClosed:
                     return "died", "", None
-            members = _process_group_members(child_pid)
+            members = _process_tree(child_pid)
             if len(members) > limits.max_processes:
                 return "processes", f"process limit exceeded: {len(members)} processes > {limits.max_processes}", None
             used = _memory_bytes(members, self.inherited_memory)

@@ -33,6 +33,13 @@ def _on_alarm(signum, frame):
     raise CellTimeout()
 
 
+def _keep_descendants() -> None:
+    """Become a child subreaper: orphaned descendants are re-parented to us, not to init, so the
+    grader finds (and ends) every process the submission started by walking our process tree."""
+    PR_SET_CHILD_SUBREAPER = 36
+    ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1)
+
+
 def _die_with_parent() -> None:
     """Ask the kernel to SIGKILL us when our parent dies, so a killed grader leaves nothing behind."""
     PR_SET_PDEATHSIG = 1
@@ -58,6 +65,7 @@ def run_session(conn: socket.socket) -> None:
     isolated = confine(SandboxSpec(**start["sandbox"]), scratch)
     # Die with the zygote (set after confine: changing user clears the setting).
     _die_with_parent()
+    _keep_descendants()
     os.chdir(scratch)
     os.environ.update(start.get("env", {}))
     os.environ["HOME"] = scratch
