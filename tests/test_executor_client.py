@@ -38,3 +38,27 @@ def test_a_refused_allocation_ends_the_submission_as_a_memory_limit(zygote):
         {"output_type": "error", "ename": "GraderLimitExceeded", "evalue": f"not executed: {result.reason}",
          "traceback": [f"GraderLimitExceeded: not executed: {result.reason}"]}
     ]
+
+
+def test_reused_traceback_lexer_highlights_exactly_as_stack_data_does(monkeypatch):
+    import stack_data.core
+    from pygments.formatters import Terminal256Formatter
+    from pygments.style import Style
+    from pygments.token import Keyword, Token
+
+    from grader.executor.cellrunner import _reuse_traceback_lexer
+
+    code = "def f(x):\n    return undefined_name + x / 0  # comment\nprint(f'{f(1)}')\n"
+    ranges = [(21, 35)]  # undefined_name
+    class Marked(Style):  # IPython's themes paint the executing node; so does this one
+        styles = {Keyword: "bold #008000", Token.Name.ExecutingNode: "bg:#ffff00"}
+
+    formatter = Terminal256Formatter(style=Marked)
+    original = stack_data.core._pygmented_with_ranges
+    expected = original(formatter, code, ranges)
+    monkeypatch.setattr(stack_data.core, "_pygmented_with_ranges", original)
+    _reuse_traceback_lexer()
+    assert stack_data.core._pygmented_with_ranges is not original
+    assert stack_data.core._pygmented_with_ranges(formatter, code, ranges) == expected
+    # The executing node really is marked (so the comparison covers the ranges).
+    assert expected != original(formatter, code, [])
