@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from grader.autograde import autograde_assignment  # noqa: E402
 from grader.course import Course, prepare_course_dir  # noqa: E402
-from grader.executor.client import DEFAULT_PRELOAD  # noqa: E402
+from grader.executor.preload import assignment_preload  # noqa: E402
 from grader.gradebook import grade_rows  # noqa: E402
 from grader.nbgrader_api import checked, open_api  # noqa: E402
 
@@ -169,7 +169,9 @@ def main() -> None:
     grader_seconds = time.monotonic() - started
 
     print("floor ...", flush=True)
-    floor_seconds = run_floor(ours.course_dir / "submitted", args.assignment, args.workers, DEFAULT_PRELOAD)
+    # The same libraries the grader's executor preloads for this assignment (its imports).
+    preload = assignment_preload(ours.source_dir / args.assignment)
+    floor_seconds = run_floor(ours.course_dir / "submitted", args.assignment, args.workers, preload)
 
     ours_rows, theirs_rows = all_rows(ours, args.assignment, students), all_rows(theirs, args.assignment, students)
     identical = [s for s in students if ours_rows[s] == theirs_rows[s] and ours_rows[s]]
@@ -187,7 +189,7 @@ def main() -> None:
     print(f"nbgrader autograde: {nbgrader_seconds:8.1f} s  ({nbgrader_seconds / n:.2f} s/submission)")
     print(f"grader autograde:   {grader_seconds:8.1f} s  ({grader_seconds / n:.2f} s/submission)"
           f"  -> {nbgrader_seconds / grader_seconds:.1f}x faster than nbgrader")
-    print(f"floor (import once, fork per submission, plain exec): {floor_seconds:.1f} s"
+    print(f"floor (import {', '.join(preload)} once, fork per submission, plain exec): {floor_seconds:.1f} s"
           f"  -> grader is {grader_seconds / floor_seconds:.2f}x the floor")
     print(f"scores identical: {len(identical)}/{n} submissions, {figures['gradebook_rows']} gradebook rows")
     if different:

@@ -32,6 +32,7 @@ from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from tqdm.auto import tqdm
 
 from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, claim_sandbox_slots
+from grader.executor.preload import assignment_preload
 from grader.nbgrader_api import load_course_config
 from grader.nbgrader_speedups import faster_nbgrader
 from grader.progress import GradedRecord, ProgressStore, fingerprint
@@ -201,6 +202,12 @@ def _default_limits(config) -> Limits:
     return Limits(cell_timeout=float(timeout or 300))
 
 
+def _preload_for(coursedir: CourseDirectory, assignment_id: str) -> list[str]:
+    """What the assignment's source notebooks import; the general list when the source is absent."""
+    source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment_id))
+    return assignment_preload(source) if any(source.glob("*.ipynb")) else DEFAULT_PRELOAD
+
+
 def _hidden_paths(config, coursedir: CourseDirectory) -> list[str]:
     paths = {os.path.realpath(coursedir.root), os.path.realpath(os.path.join(coursedir.root, coursedir.source_directory))}
     exchange_root = config.Exchange.get("root")
@@ -257,7 +264,7 @@ def autograde_assignment(
     claim = None if scheduler else claim_sandbox_slots(workers)
     for slot in claim.slots if claim else range(workers):
         slots.put(slot)
-    backend = _make_backend(scheduler, DEFAULT_PRELOAD if preload is None else preload)
+    backend = _make_backend(scheduler, _preload_for(coursedir, assignment_id) if preload is None else preload)
 
     def run(student: str) -> AutogradeOutcome:
         slot = slots.get()

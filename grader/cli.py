@@ -16,9 +16,11 @@ from grader.export import EXPORTERS, export_grades
 from grader.feedback import release_feedback
 from grader.hub.courses import add_course
 from grader.hub.layers import ConfigError
+from grader.hub.signup import add_accounts_parser
 from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
 from grader.report import write_report
+from grader.seats.commands import add_seats_commands
 from grader.status import course_status, status_table
 
 
@@ -143,7 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
                            help=f"MiB of memory per submission (default: {limits.memory_bytes >> 20})")
     autograde.add_argument("--output-limit", type=int, default=None,
                            help=f"KiB of output per submission (default: {limits.output_bytes >> 10})")
-    autograde.add_argument("--preload", default=None, help="comma-separated modules the executor imports once")
+    autograde.add_argument("--preload", default=None, help="comma-separated modules the executor imports once "
+                           "(default: those the assignment's source notebooks import)")
     autograde.add_argument("--scheduler", default=None, help="Dask scheduler address (tcp://...) to grade on a cluster")
     autograde.add_argument("--db", default=None, help="gradebook URL (default: the course's, usually SQLite)")
     autograde.add_argument("--force", action="store_true", help="regrade submissions already graded")
@@ -190,8 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="platform YAML to edit (default: $AICOURSE_CONFIG or hub_config/platform.yaml)")
     add.set_defaults(handler=_cmd_course_add)
 
+    add_accounts_parser(verbs)
+
     status = verbs.add_parser("status", help="per assignment: released, submitted, graded, pending, flagged")
     status.set_defaults(handler=_cmd_status)
+
+    add_seats_commands(verbs)
     return parser
 
 

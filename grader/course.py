@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.exchange.config import http_exchange_config
 from grader.paths import ASSIGNMENTS_SOURCE_DIR
 
 # nbgrader's default exchange is world-writable with the sticky bit, so students can drop
@@ -26,6 +27,8 @@ class Course:
     course_dir: Path
     exchange_dir: Path
     source_dir: Path = ASSIGNMENTS_SOURCE_DIR
+    # The HTTP exchange's URL (grader/exchange_service); empty: nbgrader's file exchange in exchange_dir.
+    exchange_url: str = ""
 
     @property
     def gradebook_path(self) -> Path:
@@ -44,7 +47,8 @@ def instructor_config_text(course: Course) -> str:
         f"c.CourseDirectory.course_id = {course.course_id!r}\n"
         f"c.CourseDirectory.root = {str(course.course_dir)!r}\n"
         f"c.CourseDirectory.db_url = {course.gradebook_url!r}\n"
-        f"c.Exchange.root = {str(course.exchange_dir)!r}\n"
+        + (http_exchange_config(course.exchange_url) if course.exchange_url
+           else f"c.Exchange.root = {str(course.exchange_dir)!r}\n") +
         "# Lesson-sized assignments train small networks; nbgrader's 30 s per cell is too tight.\n"
         "c.ExecutePreprocessor.timeout = 300\n"
     )

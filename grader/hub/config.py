@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 from grader.course import prepare_course_dir
+from grader.exchange_service.hub import exchange_roles, exchange_service, exchange_token_scopes, uses_http_exchange
 from grader.hub.culler import culler_role, culler_service
+from grader.hub.oidc import roles_with_identity_groups, update_oidc_auth
 from grader.hub.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.roles import platform_groups, platform_roles
+from grader.hub.seats_config import seats_policy, seats_roles, seats_services, update_seats
 from grader.hub.settings import CourseSettings, HubSettings
 from grader.hub.spawn import prepare_home
 from grader.paths import COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
@@ -64,7 +67,15 @@ def update_storage(c, settings: HubSettings) -> None:
 
 
 def update_auth(c, settings: HubSettings) -> None:
+    """Local accounts with sign-up (grader.hub.auth, grader.hub.signup), or OIDC single sign-on (grader.hub.oidc)."""
+    if settings.auth.type == "oidc":
+        update_oidc_auth(c, settings.auth)
+        return
     c.JupyterHub.authenticator_class = "grader.hub.auth.PlatformAuthenticator"
+    # The sign-up pages, and the login page with a link to them (extends JupyterHub's own).
+    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
+    c.PlatformAuthenticator.signup_mode = settings.signup
+    c.PlatformAuthenticator.invitation_hours = settings.invitation_hours
     c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
     c.PlatformAuthenticator.initial_users = settings.users()
     c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
@@ -72,6 +83,23 @@ def update_auth(c, settings: HubSettings) -> None:
     # Only accounts in the platform's account store can authenticate at all, so every user who
     # authenticates may use the hub.
     c.Authenticator.allow_all = True
+
+
+def server_token_scopes(settings: HubSettings) -> list[str]:
+    """What a user's server token may do (one machine and Kubernetes alike)."""
+    return [
+        "users:activity!user",
+        "access:servers!server",
+        # The server's own token may also read its user's name and groups: nbgrader's JupyterHub
+        # plugin needs them to list only the user's courses.
+        "read:users:name!user",
+        "read:users:groups!user",
+        # Kept only where the user holds them (instructors, graders): the Lab's course list.
+        "list:services",
+        "read:services",
+        # With the HTTP exchange: let nbgrader in the server call the exchange service.
+        *exchange_token_scopes(settings),
+    ]
 
 
 def update_spawner(c, settings: HubSettings) -> None:
@@ -82,7 +110,7 @@ def update_spawner(c, settings: HubSettings) -> None:
         course_ids = sorted(group.name.removeprefix("nbgrader-") for group in spawner.user.groups
                             if group.name.startswith("nbgrader-"))
         prepare_home(Path(spawner.home_dir), username=spawner.user.name, course_ids=course_ids,
-                     exchange_root=exchange_root, courses_dir=COURSES_DIR)
+                     exchange_root=exchange_root, courses_dir=COURSES_DIR, exchange_url=settings.exchange_url)
 
     # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
     c.JupyterHub.spawner_class = "simple"
@@ -90,17 +118,7 @@ def update_spawner(c, settings: HubSettings) -> None:
     c.Spawner.cmd = _singleuser_command()
     c.Spawner.default_url = "/lab/tree/courses"
     c.Spawner.pre_spawn_hook = pre_spawn_hook
-    # The server's own token may also read its user's name and groups: nbgrader's JupyterHub
-    # plugin needs them to list only the user's courses.
-    c.Spawner.server_token_scopes = [
-        "users:activity!user",
-        "access:servers!server",
-        "read:users:name!user",
-        "read:users:groups!user",
-        # Kept only where the user holds them (instructors, graders): the Lab's course list.
-        "list:services",
-        "read:services",
-    ]
+    c.Spawner.server_token_scopes = server_token_scopes(settings)
     # A server start costs ~3.5 CPU-seconds here; several at once on 2 cores overrun the 30 s default.
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
@@ -114,7 +132,7 @@ def gpu_inventory(settings: HubSettings) -> GpuInventory:
 
 def update_profiles(c, settings: HubSettings) -> None:
     """The spawn form with the settings' profiles; their limits and GPUs applied at each start."""
-    spawning = ProfileSpawning(settings.profiles, gpu_inventory(settings))
+    spawning = ProfileSpawning(settings.profiles, gpu_inventory(settings), policy=seats_policy(settings))
     c.Spawner.options_form = spawning.options_form
     c.Spawner.options_from_form = spawning.options_from_form
     c.Spawner.apply_user_options = spawning.apply_user_options
@@ -147,20 +165,25 @@ def update_courses(c, settings: HubSettings) -> None:
     settings.homes_dir.mkdir(parents=True, exist_ok=True)
     for course in settings.courses:
         prepare_course_dir(settings.course(course.course_id))
-    c.JupyterHub.load_groups = platform_groups(settings)
+    # Under OIDC the identity provider owns group membership (JupyterHub forbids load_groups then).
+    c.JupyterHub.load_groups = {} if settings.auth.type == "oidc" else platform_groups(settings)
 
 
 def update_services(c, settings: HubSettings) -> None:
-    """The hub's services: each course's formgrader, and the idle culler."""
+    """The hub's services: each course's formgrader, the idle culler, and the seats service if enabled."""
     services = [course_service(settings, course) for course in settings.courses]
     if settings.idle_culler.enabled:
         services.append(culler_service(settings))
-    c.JupyterHub.services = services
+    if uses_http_exchange(settings):
+        services.append(exchange_service(settings))
+    c.JupyterHub.services = services + seats_services(settings)
 
 
 def update_roles(c, settings: HubSettings) -> None:
     """Least-privilege roles (see :mod:`grader.hub.roles`); admins get JupyterHub's own admin role."""
-    c.JupyterHub.load_roles = platform_roles(settings) + ([culler_role()] if settings.idle_culler.enabled else [])
+    c.JupyterHub.load_roles = (roles_with_identity_groups(platform_roles(settings), settings.auth)
+                               + ([culler_role()] if settings.idle_culler.enabled else []) + seats_roles(settings)
+                               + (exchange_roles(settings) if uses_http_exchange(settings) else []))
     c.Authenticator.admin_users = set(settings.admins)
 
 
@@ -176,3 +199,4 @@ def apply_settings(c, settings: HubSettings) -> None:
     update_courses(c, settings)
     update_services(c, settings)
     update_roles(c, settings)
+    update_seats(c, settings)

@@ -4,7 +4,9 @@ JupyterHub calls :class:`ProfileSpawning`'s methods as its ``options_form``,
 ``options_from_form``, ``apply_user_options`` and ``post_stop_hook``. Which profiles a user sees
 is decided by their hub groups; a profile with GPUs is shown but cannot be picked, with the reason,
 when the machine has no GPU or every GPU is taken. ``apply_user_options`` checks the choice again,
-since the REST API takes user options without the form.
+since the REST API takes user options without the form. An optional :class:`SpawnPolicy` (cohort
+seats, :mod:`grader.seats.enforcement`) may refuse a start, narrow the profiles further, and is told
+of every start and stop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 from tornado import web
 
@@ -23,6 +25,19 @@ from grader.hub.settings import Profile
 
 class ProfileError(ValueError):
     """A profile that cannot be started; the message is shown to the user."""
+
+
+class SpawnPolicy(Protocol):
+    """A hook into server starts beyond groups, e.g. the seats a user holds."""
+
+    def profiles_for(self, spawner) -> frozenset[str] | None:
+        """Slugs the user may pick (None: no further limit); raises ``web.HTTPError`` to refuse any start."""
+
+    def started(self, spawner, profile: str, gpus: int) -> None:
+        """A start with this profile and this many GPUs was accepted."""
+
+    def stopped(self, spawner) -> None:
+        """The server stopped (or its start failed)."""
 
 
 @dataclass(frozen=True)
@@ -95,14 +110,16 @@ def _group_names(spawner) -> set[str]:
 class ProfileSpawning:
     """The spawn form and what picking a profile does, for one hub's profiles and GPUs."""
 
-    def __init__(self, profiles: Sequence[Profile], inventory: GpuInventory):
+    def __init__(self, profiles: Sequence[Profile], inventory: GpuInventory, policy: SpawnPolicy | None = None):
         self.profiles = tuple(profiles)
         self.inventory = inventory
         self.allocator = GpuAllocator(inventory.devices)
+        self.policy = policy
 
-    def allowed(self, groups: set[str]) -> list[Profile]:
-        """The profiles a member of ``groups`` may pick, in the configured order."""
-        return [p for p in self.profiles if not p.groups or groups.intersection(p.groups)]
+    def allowed(self, groups: set[str], slugs: frozenset[str] | None = None) -> list[Profile]:
+        """The profiles a member of ``groups`` may pick, in the configured order (only ``slugs``, if given)."""
+        return [p for p in self.profiles
+                if (not p.groups or groups.intersection(p.groups)) and (slugs is None or p.slug in slugs)]
 
     def unavailable_reason(self, profile: Profile) -> str:
         if not profile.gpus:
@@ -115,9 +132,9 @@ class ProfileSpawning:
             return f"all {len(self.inventory.devices)} GPUs are in use; try again later"
         return ""
 
-    def choose(self, groups: set[str], user_options: Mapping) -> Profile:
+    def choose(self, groups: set[str], user_options: Mapping, slugs: frozenset[str] | None = None) -> Profile:
         """The profile ``user_options`` asks for (the first available one when it names none)."""
-        allowed = self.allowed(groups)
+        allowed = self.allowed(groups, slugs)
         slug = user_options.get("profile")
         if slug is None:
             for profile in allowed:
@@ -132,17 +149,18 @@ class ProfileSpawning:
             raise ProfileError(f"{chosen.display_name} is not available: {reason}")
         return chosen
 
-    def start(self, owner: str, groups: set[str], user_options: Mapping) -> tuple[Profile, list[str]]:
+    def start(self, owner: str, groups: set[str], user_options: Mapping,
+              slugs: frozenset[str] | None = None) -> tuple[Profile, list[str]]:
         """Choose the profile for a server start and claim its GPUs (none: release any it held)."""
-        profile = self.choose(groups, user_options)
+        profile = self.choose(groups, user_options, slugs)
         if profile.gpus:
             return profile, self.allocator.claim(owner, profile.gpus)
         self.allocator.release(owner)
         return profile, []
 
-    def form_html(self, groups: set[str]) -> str:
+    def form_html(self, groups: set[str], slugs: frozenset[str] | None = None) -> str:
         """The spawn form for a member of ``groups``; empty (no form) when there are no profiles."""
-        allowed = self.allowed(groups)
+        allowed = self.allowed(groups, slugs)
         if not allowed:
             return ""
         default = next((p for p in allowed if not self.unavailable_reason(p)), None)
@@ -163,20 +181,29 @@ class ProfileSpawning:
 
     # --- JupyterHub's hooks ---
 
+    def _policy_slugs(self, spawner) -> frozenset[str] | None:
+        return self.policy.profiles_for(spawner) if self.policy else None
+
     def options_form(self, spawner) -> str:
-        return self.form_html(_group_names(spawner))
+        return self.form_html(_group_names(spawner), self._policy_slugs(spawner))
 
     @staticmethod
     def options_from_form(form_data: Mapping[str, list[str]]) -> dict:
         return {"profile": form_data["profile"][0]} if form_data.get("profile") else {}
 
     def apply_user_options(self, spawner, user_options: Mapping) -> None:
+        slugs = self._policy_slugs(spawner)  # a refusal raises here, before any GPU is claimed
         if not self.profiles:
-            return  # no profiles configured: servers start as the spawner's own settings say
+            # No profiles configured: servers start as the spawner's own settings say.
+            if self.policy:
+                self.policy.started(spawner, "default", 0)
+            return
         try:
-            profile, devices = self.start(_owner(spawner), _group_names(spawner), user_options or {})
+            profile, devices = self.start(_owner(spawner), _group_names(spawner), user_options or {}, slugs)
         except ProfileError as error:
             raise web.HTTPError(400, str(error)) from error
+        if self.policy:
+            self.policy.started(spawner, profile.slug, len(devices))
         spawner.log.info("%s starts with profile %s, GPUs %s", _owner(spawner), profile.slug, devices or "none")
         # Set every time: JupyterHub reuses a user's Spawner from one start to the next.
         spawner.mem_limit = profile.mem_limit
@@ -186,3 +213,5 @@ class ProfileSpawning:
 
     def post_stop_hook(self, spawner) -> None:
         self.allocator.release(_owner(spawner))
+        if self.policy:
+            self.policy.stopped(spawner)

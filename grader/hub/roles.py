@@ -9,7 +9,9 @@ profile). On top of that:
   nbgrader's documentation names, which holds the course's instructors and graders.
 - ``instructor-<course>``: also lists and reads the course's students and adds or removes
   students of that course (the membership of ``nbgrader-<course>``), not of any other.
-- ``cohort-admin``: reads users and groups, nothing more (seats come in a later issue).
+- ``cohort-admin``: reads users and groups; with seats enabled also opens the seats service and
+  holds its custom scopes ``custom:seats:read`` and ``custom:seats:write`` (which organisations
+  they manage is the seats database's business, :mod:`grader.seats`).
 - ``admin``: JupyterHub's own role, for the accounts in ``admins``.
 
 The course's formgrader service itself gets no role: it only checks who opens it (the hub's
@@ -23,6 +25,15 @@ from __future__ import annotations
 from grader.hub.settings import CourseSettings, HubSettings
 
 COHORT_ADMIN_SCOPES = ["list:users", "read:users:name", "read:users:groups", "list:groups", "read:groups"]
+# Declared by grader.hub.seats_config (c.JupyterHub.custom_scopes); the seats service checks them.
+SEATS_SERVICE = "seats"
+SEATS_READ = "custom:seats:read"
+SEATS_WRITE = "custom:seats:write"
+SEATS_MANAGER_SCOPES = [f"access:services!service={SEATS_SERVICE}", SEATS_READ, SEATS_WRITE]
+
+
+def cohort_admin_scopes(settings: HubSettings) -> list[str]:
+    return COHORT_ADMIN_SCOPES + (SEATS_MANAGER_SCOPES if settings.seats.enabled else [])
 
 
 def grader_scopes(course: CourseSettings) -> list[str]:
@@ -48,8 +59,8 @@ def platform_roles(settings: HubSettings) -> list[dict]:
         },
         {
             "name": "cohort-admin",
-            "description": "Reads users and groups, nothing more",
-            "scopes": COHORT_ADMIN_SCOPES,
+            "description": "Reads users and groups; manages their organisation's seats when seats are enabled",
+            "scopes": cohort_admin_scopes(settings),
             "users": list(settings.cohort_admins),
         },
     ]

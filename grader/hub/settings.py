@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from grader.course import Course
+from grader.exchange_service import SERVICE_NAME as EXCHANGE_SERVICE_NAME
 from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.hub.oidc import AuthSettings, auth_settings_from_config
 from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
 
 ENV_PREFIX = "AICOURSE_"
@@ -30,7 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "port": 8000,
     "hub_port": 8081,
     "proxy_api_port": 8001,
-    "accounts": {"max_failed_logins": 5, "lockout_seconds": 600},
+    # signup: off | invitation (links made by admins) | approval (also requests an admin approves).
+    "accounts": {"max_failed_logins": 5, "lockout_seconds": 600, "signup": "invitation", "invitation_hours": 72},
+    # Who logs in: "local" accounts (grader/hub/accounts.py) or "oidc" single sign-on (grader/hub/oidc.py).
+    "auth": {"type": "local"},
     "courses": {},
     "admins": [],
     "cohort_admins": [],
@@ -40,6 +45,12 @@ DEFAULTS: dict[str, Any] = {
     "groups": {},
     # Spawn profiles by slug, in the order the form lists them; none: no form.
     "profiles": {},
+    # Enterprise cohort seats (grader/seats): off, so a hub without customers works as before.
+    "seats": {"enabled": False, "db_url": "", "service_port": 8020, "staff_bypass": True,
+              "sweep_every": 60, "contact": ""},
+    # nbgrader's exchange: "files" (a shared folder, the default) or "http" (grader/exchange_service,
+    # a hub service that takes identity from the hub, so no student can submit as another).
+    "exchange": {"backend": "files", "service_port": 8011, "max_upload_mb": 100},
 }
 
 
@@ -92,6 +103,33 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class SeatsSettings:
+    """Cohort seats: who may log in and start a server, and the seats service (grader/seats)."""
+
+    enabled: bool = DEFAULTS["seats"]["enabled"]
+    # SQLAlchemy URL; empty: sqlite in the data folder (see HubSettings.seats_db_url).
+    db_url: str = field(default=DEFAULTS["seats"]["db_url"], repr=False)
+    service_port: int = DEFAULTS["seats"]["service_port"]
+    # Admins, course staff and cohort admins log in and start servers without a seat.
+    staff_bypass: bool = DEFAULTS["seats"]["staff_bypass"]
+    # Seconds between the service's sweeps: stop servers whose access ended, close usage records.
+    sweep_every: int = DEFAULTS["seats"]["sweep_every"]
+    # Whom a refused user without any organisation should contact.
+    contact: str = DEFAULTS["seats"]["contact"]
+
+
+@dataclass(frozen=True)
+class ExchangeSettings:
+    """Which nbgrader exchange the hub's courses and students use (see grader/exchange_service)."""
+
+    backend: str = DEFAULTS["exchange"]["backend"]
+    # Loopback port of the HTTP exchange service; unused with the files backend.
+    service_port: int = DEFAULTS["exchange"]["service_port"]
+    # Largest upload (a release, a submission, a student's feedback) the service accepts, in MB.
+    max_upload_mb: float = DEFAULTS["exchange"]["max_upload_mb"]
+
+
+@dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
     ip: str = DEFAULTS["ip"]
@@ -110,18 +148,34 @@ class HubSettings:
     # Failed logins before a user is locked out for lockout_seconds.
     allowed_failed_logins: int = DEFAULTS["accounts"]["max_failed_logins"]
     lockout_seconds: int = DEFAULTS["accounts"]["lockout_seconds"]
+    signup: str = DEFAULTS["accounts"]["signup"]
+    invitation_hours: float = DEFAULTS["accounts"]["invitation_hours"]
+    auth: AuthSettings = AuthSettings()
     # None: every course shares <data_dir>/exchange, each in its own <course_id>/ subtree (nbgrader's layout).
     exchange_dir: Path | None = None
     # From the secrets file: a fixed proxy token lets the proxy outlive a hub restart.
     proxy_auth_token: str = field(default="", repr=False)
+    seats: SeatsSettings = SeatsSettings()
+    exchange: ExchangeSettings = ExchangeSettings()
 
     @property
     def db_url(self) -> str:
         return f"sqlite:///{self.data_dir / 'jupyterhub.sqlite'}"
 
     @property
+    def seats_db_url(self) -> str:
+        return self.seats.db_url or f"sqlite:///{self.data_dir / 'seats.sqlite'}"
+
+    @property
     def homes_dir(self) -> Path:
         return self.data_dir / "homes"
+
+    @property
+    def exchange_url(self) -> str:
+        """The HTTP exchange's API root for clients on this machine; empty with the files backend."""
+        if self.exchange.backend != "http":
+            return ""
+        return f"http://{self.ip}:{self.exchange.service_port}/services/{EXCHANGE_SERVICE_NAME}/"
 
     @property
     def exchange_root(self) -> Path:
@@ -135,6 +189,7 @@ class HubSettings:
                     course_id=course_id,
                     course_dir=course.course_dir or self.data_dir / "courses" / course_id,
                     exchange_dir=self.exchange_root,
+                    exchange_url=self.exchange_url,
                 )
         raise KeyError(f"no course {course_id!r} on this hub")
 
@@ -214,6 +269,10 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
     )
     ports = {"port": config["port"], "hub_port": config["hub_port"], "proxy_api_port": config["proxy_api_port"]}
     ports.update({f"courses.{c.course_id}.formgrader_port": c.formgrader_port for c in courses})
+    if config["seats"]["enabled"]:
+        ports["seats.service_port"] = config["seats"]["service_port"]
+    if config["exchange"]["backend"] == "http":
+        ports["exchange.service_port"] = config["exchange"]["service_port"]
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port in seen:
@@ -244,8 +303,14 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         gpu_devices=tuple(str(device) for device in config["gpu_devices"]) if "gpu_devices" in config else None,
         allowed_failed_logins=config["accounts"]["max_failed_logins"],
         lockout_seconds=config["accounts"]["lockout_seconds"],
+        signup=config["accounts"]["signup"],
+        invitation_hours=config["accounts"]["invitation_hours"],
+        auth=auth_settings_from_config(config["auth"], course_ids={c.course_id for c in courses},
+                                       known_groups=known_groups),
         exchange_dir=Path(config["exchange_dir"]) if config.get("exchange_dir") else None,
         proxy_auth_token=config.get("proxy_auth_token", ""),
+        seats=SeatsSettings(**config["seats"]),
+        exchange=ExchangeSettings(**config["exchange"]),
     )
 
 

@@ -1,0 +1,3 @@
+from grader.exchange_service.app import main
+
+main()

@@ -1,0 +1,256 @@
+"""``grader seats ...``: the seats operations from a shell, a thin layer over :mod:`grader.seats.store`.
+
+Every subcommand opens the database named by ``--db`` (default: ``$GRADER_SEATS_DB``, else
+``seats.sqlite`` in the current directory), migrating it if needed. A refused operation (no seats
+left, a bad CSV row, an unknown cohort) prints ``grader seats: <why>`` and exits with 2; nothing
+is half-applied.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Callable
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from grader.seats import reports, store
+from grader.seats.csv_import import bulk_assign
+from grader.seats.db import DEFAULT_URL_NAME, URL_ENV, close_seats_db, default_url, open_seats_db
+
+DB_HELP = f"seats database URL, sqlite:///... or postgresql://... (default: ${URL_ENV}, else ./{DEFAULT_URL_NAME})"
+DEFAULT_PROFILES = ["cpu"]
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+
+
+def _table(headers: list[str], rows: list[list[object]]) -> str:
+    cells = [headers, *([("" if v is None else str(v)) for v in row] for row in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join("  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells)
+
+
+def _printable_url(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def _with_db(command: Callable[[Session, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A handler for grader.cli: open the database, run ``command`` in a session, report SeatsError."""
+
+    def handler(args: argparse.Namespace) -> int:
+        url = args.db or default_url()
+        try:
+            factory = open_seats_db(url)
+        except (SQLAlchemyError, ValueError, OSError) as error:
+            reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+            print(f"grader seats: cannot open the seats database {_printable_url(url)}: {reason}", file=sys.stderr)
+            return 2
+        try:
+            with factory() as session:
+                return command(session, args)
+        except store.SeatsError as error:
+            print(f"grader seats: {error}", file=sys.stderr)
+            return 2
+        finally:
+            close_seats_db(factory)
+
+    return handler
+
+
+def _org_add(session: Session, args: argparse.Namespace) -> int:
+    organisation = store.create_organisation(session, name=args.name, contact_email=args.contact)
+    for username in args.admin:
+        store.add_org_admin(session, organisation_id=organisation.id, username=username)
+    admins = f"; cohort admins: {', '.join(args.admin)}" if args.admin else ""
+    print(f"added organisation {organisation.name} (id {organisation.id}), contact {organisation.contact_email}{admins}")
+    return 0
+
+
+def _org_admin(session: Session, args: argparse.Namespace) -> int:
+    organisation = store.find_organisation(session, name=args.organisation)
+    store.add_org_admin(session, organisation_id=organisation.id, username=args.username)
+    print(f"{args.username} administers the cohorts of {organisation.name}")
+    return 0
+
+
+def _org_list(session: Session, args: argparse.Namespace) -> int:
+    rows = [[o.id, o.name, o.contact_email, len(store.cohorts_of(session, organisation_id=o.id))]
+            for o in store.organisations(session)]
+    print(_table(["id", "organisation", "contact", "cohorts"], rows))
+    return 0
+
+
+def _cohort_add(session: Session, args: argparse.Namespace) -> int:
+    organisation = store.find_organisation(session, name=args.organisation)
+    cohort = store.create_cohort(session, organisation_id=organisation.id, name=args.name, course_id=args.course,
+                                 starts_on=args.starts, ends_on=args.ends, seat_limit=args.seats,
+                                 profiles=args.profile or DEFAULT_PROFILES)
+    print(f"added cohort {cohort.name} (id {cohort.id}) of {organisation.name}: course {cohort.course_id}, "
+          f"{cohort.starts_on} to {cohort.ends_on}, {cohort.seat_limit} seats, profiles {', '.join(cohort.profiles)}")
+    return 0
+
+
+def _cohort_list(session: Session, args: argparse.Namespace) -> int:
+    organisation = store.find_organisation(session, name=args.organisation)
+    rows = [[c.id, c.name, c.course_id, c.starts_on, c.ends_on, c.seat_limit,
+             store.seats_left(session, cohort_id=c.id), ",".join(c.profiles)]
+            for c in store.cohorts_of(session, organisation_id=organisation.id)]
+    print(_table(["id", "cohort", "course", "starts", "ends", "seats", "left", "profiles"], rows))
+    return 0
+
+
+def _assign(session: Session, args: argparse.Namespace) -> int:
+    seat = store.assign_seat(session, cohort_id=args.cohort, username=args.user, email=args.email)
+    left = store.seats_left(session, cohort_id=args.cohort)
+    print(f"seat {seat.id}: {seat.username or seat.email} {seat.state} in cohort {seat.cohort.name} ({left} left)")
+    return 0
+
+
+def _revoke(session: Session, args: argparse.Namespace) -> int:
+    seat = store.revoke_seat(session, seat_id=args.seat)
+    left = store.seats_left(session, cohort_id=seat.cohort_id)
+    print(f"revoked seat {seat.id} ({seat.username or seat.email}) in cohort {seat.cohort.name} ({left} left)")
+    return 0
+
+
+def _import(session: Session, args: argparse.Namespace) -> int:
+    try:
+        text = args.file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise store.SeatsError(f"{args.file}: cannot read it: {error}") from None
+    seats = bulk_assign(session, cohort_id=args.cohort, csv_text=text, source=str(args.file))
+    left = store.seats_left(session, cohort_id=args.cohort)
+    invited = sum(seat.state == "invited" for seat in seats)
+    print(f"assigned {len(seats)} seat(s) from {args.file} ({invited} invitation(s)); {left} left")
+    return 0
+
+
+def _list(session: Session, args: argparse.Namespace) -> int:
+    cohort = store.get_cohort(session, cohort_id=args.cohort)
+    rows = [[s.id, s.username or "", s.email or "", s.state, f"{(s.revoked_at or s.activated_at or s.invited_at):%Y-%m-%d}"]
+            for s in store.seats_of(session, cohort_id=cohort.id)]
+    print(_table(["seat", "user", "email", "state", "since"], rows))
+    print(f"{cohort.name}: {store.seats_left(session, cohort_id=cohort.id)} of {cohort.seat_limit} seats left")
+    return 0
+
+
+def _write_csv(target: str, write) -> None:
+    if target == "-":
+        write(sys.stdout)
+        return
+    with open(target, "w", newline="", encoding="utf-8") as file:
+        write(file)
+    print(f"wrote {target}")
+
+
+def _usage(session: Session, args: argparse.Namespace) -> int:
+    rows = reports.cohort_usage(session, cohort_id=args.cohort)
+    if args.csv is not None:
+        _write_csv(args.csv, lambda file: reports.write_usage_csv(rows, file))
+        return 0
+    print(_table(["user", "email", "state", "server h", "GPU h"],
+                 [[r.username, r.email, r.state, f"{r.server_hours:.2f}", f"{r.gpu_hours:.2f}"] for r in rows]))
+    summary = reports.summarise(rows)
+    print(f"{summary.active_learners} active learner(s), {summary.server_hours:.2f} server hours, "
+          f"{summary.gpu_hours:.2f} GPU hours")
+    return 0
+
+
+def _invoice(session: Session, args: argparse.Namespace) -> int:
+    organisation = store.find_organisation(session, name=args.organisation)
+    lines = reports.invoice_lines(session, organisation_id=organisation.id, month=args.month)
+    if args.csv is not None:
+        _write_csv(args.csv, lambda file: reports.write_invoice_csv(lines, file))
+        return 0
+    print(_table(["cohort", "course", "seat-days", "GPU h", "server h"],
+                 [[f"{l.cohort} ({l.cohort_id})", l.course_id, l.seat_days, f"{l.gpu_hours:.2f}",
+                   f"{l.server_hours:.2f}"] for l in lines]))
+    return 0
+
+
+def _access(session: Session, args: argparse.Namespace) -> int:
+    access = store.access_for(session, username=args.username, today=args.on or date.today())
+    if access.allowed:
+        print(f"{args.username}: allowed, profiles {', '.join(sorted(access.profiles))}, "
+              f"cohorts {', '.join(map(str, access.cohort_ids))}")
+        return 0
+    print(f"{args.username}: refused ({access.code}): {access.reason}")
+    return 1
+
+
+def add_seats_commands(verbs: argparse._SubParsersAction) -> None:
+    """Register ``grader seats ...`` on the CLI's subcommands."""
+    seats = verbs.add_parser("seats", help="enterprise cohorts: organisations, cohorts, seats, usage, invoices",
+                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seats.add_argument("--db", default=None, help=DB_HELP)
+    # --db also after the subcommand; SUPPRESS keeps a value given before it.
+    db = argparse.ArgumentParser(add_help=False)
+    db.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
+    commands = seats.add_subparsers(dest="seats_verb", required=True)
+
+    def command(parent, name: str, handler, help_text: str) -> argparse.ArgumentParser:
+        parser = parent.add_parser(name, help=help_text, description=help_text, parents=[db])
+        parser.set_defaults(handler=_with_db(handler))
+        return parser
+
+    org = commands.add_parser("org", help="organisations that buy seats")
+    org_verbs = org.add_subparsers(dest="org_verb", required=True)
+    add = command(org_verbs, "add", _org_add, "add an organisation")
+    add.add_argument("name")
+    add.add_argument("--contact", required=True, help="e-mail address learners are told to ask")
+    add.add_argument("--admin", action="append", default=[], help="hub user who administers its cohorts (repeatable)")
+    admin = command(org_verbs, "admin", _org_admin, "make a hub user a cohort admin of an organisation")
+    admin.add_argument("organisation", help="name or id")
+    admin.add_argument("username")
+    command(org_verbs, "list", _org_list, "list the organisations")
+
+    cohort = commands.add_parser("cohort", help="cohorts: seats in a course for a period")
+    cohort_verbs = cohort.add_subparsers(dest="cohort_verb", required=True)
+    add = command(cohort_verbs, "add", _cohort_add, "add a cohort to an organisation")
+    add.add_argument("organisation", help="name or id")
+    add.add_argument("name")
+    add.add_argument("--course", required=True, help="course id on the hub")
+    add.add_argument("--starts", type=_iso_date, required=True, help="first day, YYYY-MM-DD")
+    add.add_argument("--ends", type=_iso_date, required=True, help="last day (inclusive), YYYY-MM-DD")
+    add.add_argument("--seats", type=int, required=True, help="seats bought")
+    add.add_argument("--profile", action="append", default=None,
+                     help=f"server profile slug included, e.g. gpu (repeatable; default: {', '.join(DEFAULT_PROFILES)})")
+    listing = command(cohort_verbs, "list", _cohort_list, "list an organisation's cohorts with seats left")
+    listing.add_argument("organisation", help="name or id")
+
+    assign = command(commands, "assign", _assign, "give a seat to a user (active) or an e-mail address (invited)")
+    assign.add_argument("cohort", type=int, help="cohort id")
+    holder = assign.add_mutually_exclusive_group(required=True)
+    holder.add_argument("--user", help="hub user name")
+    holder.add_argument("--email", help="address to invite; the seat is claimed at the user's first login")
+    revoke = command(commands, "revoke", _revoke, "take a seat back (frees it)")
+    revoke.add_argument("seat", type=int, help="seat id (see: grader seats list)")
+    bulk = command(commands, "import", _import, "assign seats from a CSV file (columns username and/or email), all or none")
+    bulk.add_argument("cohort", type=int, help="cohort id")
+    bulk.add_argument("file", type=Path)
+    listing = command(commands, "list", _list, "list a cohort's seats")
+    listing.add_argument("cohort", type=int, help="cohort id")
+    usage = command(commands, "usage", _usage, "per learner: seat state, server hours, GPU hours")
+    usage.add_argument("cohort", type=int, help="cohort id")
+    usage.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
+                       help="write CSV to FILE (no FILE: to standard output)")
+    invoice = command(commands, "invoice", _invoice, "an organisation's invoice lines for a month: seat-days, GPU hours")
+    invoice.add_argument("organisation", help="name or id")
+    invoice.add_argument("--month", required=True, help="YYYY-MM")
+    invoice.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
+                         help="write CSV to FILE (no FILE: to standard output)")
+    access = command(commands, "access", _access, "may this user use the hub (exit 0) or not (exit 1), and why")
+    access.add_argument("username")
+    access.add_argument("--on", type=_iso_date, default=None, help="day to check, YYYY-MM-DD (default: today)")

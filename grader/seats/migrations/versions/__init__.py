@@ -1,0 +1,1 @@
+"""Alembic revisions of the seats database, oldest first by ``down_revision``."""
