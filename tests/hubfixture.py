@@ -90,9 +90,35 @@ def start_hub(data_dir: Path, *, timeout: float = 120) -> RunningHub:
     return hub
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields of ``/proc/PID/stat`` after the command name: [state, ppid, ..., starttime at 19]."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _process_tree(root: int) -> list[tuple[int, str]]:
+    """``root``'s descendants as (pid, start time), by parent pid. The hub starts its proxy,
+    services and servers in sessions of their own, so its process group does not hold them."""
+    children: dict[int, list[tuple[int, str]]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat_fields(int(entry))):
+            children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
+    tree, pending = [], list(children.get(root, []))
+    while pending:
+        process = pending.pop()
+        tree.append(process)
+        pending += children.get(process[0], [])
+    return tree
+
+
 def stop_hub(hub: RunningHub, timeout: float = 30) -> None:
-    """SIGTERM the hub (it stops its servers and proxy), then kill its process group if needed."""
+    """SIGTERM the hub (it stops its servers, services and proxy), then SIGKILL whatever it started
+    that is still there: its process group, and every process below it, by pid."""
     pgid = hub.process.pid  # start_new_session made the hub its group's leader
+    started = _process_tree(hub.process.pid)  # before the hub exits and they are re-parented
     if hub.process.poll() is None:
         hub.process.send_signal(signal.SIGTERM)
         try:
@@ -103,6 +129,13 @@ def stop_hub(hub: RunningHub, timeout: float = 30) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for pid, start_time in started:
+        fields = _stat_fields(pid)
+        if fields and fields[19] == start_time:  # the same process, not a new one given its pid
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
     hub.process.wait()
 
 
