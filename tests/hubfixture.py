@@ -7,6 +7,7 @@ and then the whole process group, by its id, so nothing is left running.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -180,3 +182,26 @@ def start_server(hub: RunningHub, username: str, token: str, timeout: float = 18
 def stop_server(hub: RunningHub, username: str, token: str) -> None:
     response = requests.delete(f"{hub.url}/hub/api/users/{username}/server", headers={"Authorization": f"token {token}"})
     assert response.status_code in (202, 204), response.text
+
+
+def execute_cell(ws, code: str, timeout: float = 120) -> str | None:
+    """Run one cell over the kernel's channels websocket; return its text/plain result (or None),
+    raising on an error, once the kernel is idle again."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex, "version": "5.3"},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False},
+    }))
+    result, deadline = None, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = json.loads(ws.recv())
+        if message.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if message["msg_type"] == "execute_result":
+            result = message["content"]["data"]["text/plain"]
+        if message["msg_type"] == "error":
+            raise AssertionError(f"kernel error: {message['content']['ename']}: {message['content']['evalue']}")
+        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+            return result
+    raise TimeoutError(f"cell not finished after {timeout}s")

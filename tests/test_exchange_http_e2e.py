@@ -11,12 +11,9 @@ each student fetches feedback, only their own. Assertions are on files and grade
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import time
-import uuid
 
 import nbformat
 import pytest
@@ -25,7 +22,7 @@ import websocket
 import yaml
 
 from grader.gradebook import grade_rows
-from hubfixture import api_token, free_port, login, start_hub, start_server, stop_hub
+from hubfixture import api_token, execute_cell, free_port, login, start_hub, start_server, stop_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 
@@ -113,26 +110,7 @@ def run_in_kernel(hub, token, name, code, timeout=180):
     ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel.json()['id']}/channels",
                                      header=[f"Authorization: token {token}"], timeout=timeout)
     try:
-        msg_id = uuid.uuid4().hex
-        ws.send(json.dumps({
-            "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": name, "session": uuid.uuid4().hex,
-                       "version": "5.3"},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False},
-        }))
-        result, deadline = None, time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            message = json.loads(ws.recv())
-            if message.get("parent_header", {}).get("msg_id") != msg_id:
-                continue
-            if message["msg_type"] == "execute_result":
-                result = message["content"]["data"]["text/plain"]
-            if message["msg_type"] == "error":
-                raise AssertionError(f"kernel error: {message['content']['evalue']}")
-            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-                return result
-        raise TimeoutError("cell not finished")
+        return execute_cell(ws, code, timeout)
     finally:
         ws.close()
         requests.delete(f"{base}/api/kernels/{kernel.json()['id']}", headers=headers)

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 import time
-import uuid
 
 import pytest
 import requests
 import websocket
 
 from grader.hub.profiles import detect_gpus
-from hubfixture import api_token, login, start_hub, start_server, stop_hub, stop_server
+from hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, stop_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 
@@ -40,29 +39,6 @@ def test_a_wrong_password_is_refused(hub):
     assert response.status_code == 403
 
 
-def _execute(ws, code: str, timeout: float = 120) -> str | None:
-    """Run one cell over the kernel's channels websocket; return its text/plain result (or None),
-    raising on an error, once the kernel is idle again."""
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "test", "session": uuid.uuid4().hex, "version": "5.3"},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": code, "silent": False, "store_history": True, "user_expressions": {}, "allow_stdin": False},
-    }))
-    result, deadline = None, time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = json.loads(ws.recv())
-        if message.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        if message["msg_type"] == "execute_result":
-            result = message["content"]["data"]["text/plain"]
-        if message["msg_type"] == "error":
-            raise AssertionError(f"kernel error: {message['content']['ename']}: {message['content']['evalue']}")
-        if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
-            return result
-    raise TimeoutError(f"cell not finished after {timeout}s")
-
-
 def test_student_logs_in_spawns_and_runs_a_cell(hub):
     session = login(hub, "student")
     token = api_token(hub, session, "student")
@@ -85,10 +61,10 @@ def test_student_logs_in_spawns_and_runs_a_cell(hub):
         ws_url = f"{base.replace('http', 'ws', 1)}/api/kernels/{opened.json()['kernel']['id']}/channels"
         ws = websocket.create_connection(ws_url, header=[f"Authorization: token {token}"], timeout=120)
         try:
-            assert _execute(ws, "import numpy as np\nint(np.arange(4) @ np.arange(4))") == "14"
+            assert execute_cell(ws, "import numpy as np\nint(np.arange(4) @ np.arange(4))") == "14"
             for cell in notebook["cells"]:
                 if cell["cell_type"] == "code":
-                    _execute(ws, cell["source"])  # raises on the first error
+                    execute_cell(ws, cell["source"])  # raises on the first error
         finally:
             ws.close()
     finally:
@@ -225,7 +201,7 @@ def test_a_student_starts_a_server_from_the_form(hub):
         ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel.json()['id']}/channels",
                                          header=[f"Authorization: token {token}"], timeout=60)
         try:
-            seen = _execute(ws, "import os\n[os.environ.get(k) for k in ('MEM_LIMIT', 'CPU_LIMIT', 'CUDA_VISIBLE_DEVICES')]")
+            seen = execute_cell(ws, "import os\n[os.environ.get(k) for k in ('MEM_LIMIT', 'CPU_LIMIT', 'CUDA_VISIBLE_DEVICES')]")
         finally:
             ws.close()
         assert seen == repr([str(4 * 1024**3), "2.0", ""])
