@@ -118,8 +118,31 @@ def test_a_students_lab_has_no_instructor_tools_and_no_news(hub):
         # What a student needs still answers: their course's assignment list.
         listing = requests.get(f"{base}/assignments?course_id=ai101", headers=headers)
         assert listing.status_code == 200 and listing.json()["success"]
+        # ... and the notebook toolbar's Validate button (the same request JupyterLab sends).
+        # nbgrader's validator lists the failing tests, and nothing when every test passes.
+        for answer, failing in [("raise NotImplementedError()", ["assert answer() == 1"]), ("return 1", [])]:
+            saved = requests.put(f"{base}/api/contents/validate-me.ipynb", headers=headers,
+                                 json={"type": "notebook", "content": _graded_notebook(answer)})
+            assert saved.status_code in (200, 201), saved.text
+            validated = requests.post(f"{base}/assignments/validate", headers=headers, data={"path": "validate-me.ipynb"})
+            assert validated.status_code == 200 and validated.json()["success"], validated.text
+            result = validated.json()["value"]
+            assert [cell["source"] for cell in result.get("failed", [])] == failing, result
     finally:
         stop_server(hub, "student", token)
+
+
+def _graded_notebook(answer: str) -> dict:
+    """A notebook with one nbgrader answer cell and one autograded test of it."""
+    def cell(source, **nbgrader):
+        return {"cell_type": "code", "execution_count": None, "outputs": [], "source": source,
+                "metadata": {"nbgrader": {"schema_version": 3, "locked": False, "grade": False, "solution": False, **nbgrader}}}
+    return {
+        "nbformat": 4, "nbformat_minor": 5,
+        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+        "cells": [cell(f"def answer():\n    {answer}", grade_id="answer", solution=True),
+                  cell("assert answer() == 1", grade_id="test_answer", grade=True, locked=True, points=1)],
+    }
 
 
 def test_the_formgrader_may_be_framed_by_the_hub_only(hub):
