@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 
@@ -100,7 +101,24 @@ def start_seats_hub(tmp_path_factory, monkeypatch_context, *, db_url: str = "", 
     config_file = tmp_path_factory.mktemp("config") / "platform.yaml"
     write_platform_yaml(config_file, db_url=db_url, sweep_every=sweep_every)
     monkeypatch_context.setenv("AICOURSE_CONFIG", str(config_file))
-    return start_hub(data_dir), seeded, url
+    hub = start_hub(data_dir)
+    _wait_for_seats_service(hub)
+    return hub, seeded, url
+
+
+def _wait_for_seats_service(hub: RunningHub, timeout: float = 60) -> None:
+    """Until the proxy routes to the seats service itself (its JSON refusal of a call without a
+    token), not to the hub, which answers the path with a redirect to its login page meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            answer = requests.get(f"{hub.url}/services/seats/api/organisations", timeout=2, allow_redirects=False)
+            if answer.status_code in (401, 403) and "message" in answer.json():
+                return
+        except (requests.ConnectionError, ValueError):
+            pass
+        time.sleep(0.5)
+    raise TimeoutError(f"seats service not up:\n{hub.log()[-3000:]}")
 
 
 def try_login(hub: RunningHub, username: str, password: str | None = None) -> tuple[requests.Session, requests.Response]:

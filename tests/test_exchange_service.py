@@ -146,12 +146,17 @@ def hub(tmp_path_factory):
 
 
 def _wait_for_service(hub, timeout: float = 60) -> None:
+    """Until the proxy routes to the service itself: its own JSON refusal of a call without a token.
+
+    Until the route exists the hub answers the path (a redirect to its login page, which a
+    followed redirect would turn into a 200), so only the service's answer counts."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if requests.get(f"{hub.url}/services/nbgrader-exchange/", timeout=2).status_code == 200:
+            answer = requests.get(_api(hub, ""), timeout=2, allow_redirects=False)
+            if answer.status_code == 401 and "no token" in answer.json().get("message", ""):
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, ValueError):  # ValueError: not (yet) the service's JSON
             pass
         time.sleep(0.5)
     raise TimeoutError(f"exchange service not up:\n{hub.log()[-3000:]}")
