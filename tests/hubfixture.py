@@ -179,9 +179,22 @@ def start_server(hub: RunningHub, username: str, token: str, timeout: float = 18
     raise TimeoutError(f"{username}'s server not ready after {timeout}s")
 
 
+def wait_until_stopped(hub: RunningHub, username: str, token: str, timeout: float = 60) -> None:
+    """A stop answered 202 may still be pending; a start during it is refused."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        user = requests.get(f"{hub.url}/hub/api/users/{username}", headers={"Authorization": f"token {token}"}).json()
+        if not user.get("servers") and not user.get("pending"):
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"{username}'s server still running after {timeout}s")
+
+
 def stop_server(hub: RunningHub, username: str, token: str) -> None:
+    """Stop the user's server and wait until the hub has stopped it."""
     response = requests.delete(f"{hub.url}/hub/api/users/{username}/server", headers={"Authorization": f"token {token}"})
     assert response.status_code in (202, 204), response.text
+    wait_until_stopped(hub, username, token)
 
 
 def execute_cell(ws, code: str, timeout: float = 120) -> str | None:

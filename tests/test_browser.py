@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from browser import Browser, missing
+from browser import missing
 from hubfixture import start_hub, stop_hub
 
 pytestmark = [
@@ -31,13 +31,6 @@ def hub(tmp_path_factory):
     running = start_hub(tmp_path_factory.mktemp("hub-data"))
     yield running
     stop_hub(running)
-
-
-@pytest.fixture
-def browser():
-    opened = Browser()
-    yield opened
-    opened.quit()
 
 
 # --- steps ------------------------------------------------------------------------------------

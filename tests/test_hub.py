@@ -11,7 +11,7 @@ import requests
 import websocket
 
 from grader.hub.profiles import detect_gpus
-from hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, stop_server
+from hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, stop_server, wait_until_stopped
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 
@@ -87,21 +87,10 @@ def _page_config(html: str) -> dict:
     return json.loads(match.group(1))
 
 
-def _wait_until_stopped(hub, username: str, token: str, timeout: float = 60) -> None:
-    """A stop answered 202 may still be pending; a start during it is refused."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        user = requests.get(f"{hub.url}/hub/api/users/{username}", headers={"Authorization": f"token {token}"}).json()
-        if not user.get("servers") and not user.get("pending"):
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"{username}'s server still running after {timeout}s")
-
-
 def test_a_students_lab_has_no_instructor_tools_and_no_news(hub):
     session = login(hub, "student")
     token = api_token(hub, session, "student")
-    _wait_until_stopped(hub, "student", token)
+    wait_until_stopped(hub, "student", token)
     start_server(hub, "student", token)
     headers = {"Authorization": f"token {token}"}
     base = f"{hub.url}/user/student"
@@ -202,7 +191,7 @@ def test_a_student_starts_a_server_from_the_form(hub):
     session = login(hub, "student")
     token = api_token(hub, session, "student")
     headers = {"Authorization": f"token {token}"}
-    _wait_until_stopped(hub, "student", token)
+    wait_until_stopped(hub, "student", token)
     response = session.post(f"{hub.url}/hub/spawn", data={"profile": "cpu", "_xsrf": session.cookies.get("_xsrf", path="/hub/")},
                             allow_redirects=False)
     assert response.status_code == 302, response.text

@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from browser import Browser, missing
+from browser import missing
 from hubfixture import stop_hub
 from seatshub import ORG_A_ADMIN, start_seats_hub
 
@@ -42,13 +42,6 @@ def seats_hub(tmp_path_factory):
     yield hub, seeded, sessions
     stop_hub(hub)
     close_seats_db(sessions)
-
-
-@pytest.fixture
-def browser():
-    opened = Browser()
-    yield opened
-    opened.quit()
 
 
 def _wait(browser, timeout=PAGE):
