@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import queue
+import sys
 import shutil
 import threading
 import time
@@ -36,6 +37,9 @@ from grader.executor.preload import assignment_preload
 from grader.nbgrader_api import load_course_config
 from grader.nbgrader_speedups import faster_nbgrader
 from grader.progress import GradedRecord, ProgressStore, fingerprint
+from grader.integrity.files import copy_regular_tree, read_regular_files
+from grader.integrity.flags import Flag
+from grader.integrity.policy import apply_flagged_policy, flagged_policy
 from grader.tamper import inspect_submission
 
 GRADEBOOK_LOCK = threading.Lock()
@@ -55,6 +59,8 @@ class AutogradeOutcome:
     changes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     skipped: bool = False  # already graded with these exact files (resumed run)
+    flags: list[Flag] = field(default_factory=list)  # what an instructor should check (grader.integrity)
+    zeroed: bool = False  # the course's flagged_policy set the score to 0 until reviewed
 
 
 @dataclass
@@ -62,19 +68,15 @@ class _JobContext:
     backend: object
     slot: int
     limits: Limits
-    hide_paths: list[str]
+    policy: str = "keep"  # the course's c.Grader.flagged_policy
     statuses: list = field(default_factory=list)
+    flags: list[Flag] = field(default_factory=list)
 
 
-def _submission_files(folder: Path) -> dict[str, bytes]:
-    """Everything in the submission folder except notebooks (which hold restored hidden tests)."""
-    files, total = {}, 0
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".ipynb"):
-        total += path.stat().st_size
-        if total > MAX_SUBMISSION_FILES_BYTES:
-            break
-        files[str(path.relative_to(folder))] = path.read_bytes()
-    return files
+def _is_instructor_cell(cell) -> bool:
+    """A test or locked cell: nbgrader restores its source from the release before it runs."""
+    meta = cell.metadata.get("nbgrader", {})
+    return bool(meta.get("locked") or (meta.get("grade") and not meta.get("solution")))
 
 
 class ForkedExecute(NbGraderPreprocessor):
@@ -87,12 +89,16 @@ class ForkedExecute(NbGraderPreprocessor):
             cell for cell in nb.cells
             if cell.cell_type == "code" and cell.source.strip() and "skip-execution" not in cell.metadata.get("tags", [])
         ]
+        # Everything in the folder except notebooks (which hold the restored hidden tests);
+        # regular files only, never following a link.
+        files, file_flags = read_regular_files(folder, exclude_suffixes=(".ipynb",), max_total_bytes=MAX_SUBMISSION_FILES_BYTES)
+        context.flags += file_flags
         request = ExecutionRequest(
             cells=[cell.source for cell in runnable],
-            files=_submission_files(folder),
-            env={"NBGRADER_EXECUTION": "autograde"},
-            hide_paths=context.hide_paths,
+            files=files,
+            env={"NBGRADER_EXECUTION": "autograde", **_thread_settings()},
             slot=context.slot,
+            trusted=[_is_instructor_cell(cell) for cell in runnable],
         )
         # Let other submissions use the gradebook while this one runs.
         GRADEBOOK_LOCK.release()
@@ -106,8 +112,28 @@ class ForkedExecute(NbGraderPreprocessor):
         for cell, cell_result in zip(runnable, result.cells):
             cell.outputs = [nbformat.from_dict(output) for output in cell_result.outputs]
             cell.execution_count = cell_result.execution_count
+        # Files the notebook wrote stay next to it, as they do when nbgrader runs it in a kernel.
+        _write_back(folder, result.files)
         context.statuses.append(result)
+        context.flags += result.flags
         return nb, resources
+
+
+def _thread_settings() -> dict[str, str]:
+    """The thread-count variables of the grader's own environment (set per test worker, etc.)."""
+    names = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+    return {name: os.environ[name] for name in names if name in os.environ}
+
+
+def _write_back(folder: Path, files: dict[str, bytes]) -> None:
+    for relative, data in files.items():
+        target = (folder / relative)
+        if target.suffix == ".ipynb" or ".." in Path(relative).parts or Path(relative).is_absolute():
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
 
 
 class _ThreadSafeAutograde(Autograde):
@@ -137,14 +163,16 @@ def _with_forked_execute(preprocessors: list) -> list:
     return [ForkedExecute if preprocessor is Execute else preprocessor for preprocessor in preprocessors]
 
 
-def _stage_submission(course_dir: Path, coursedir: CourseDirectory, assignment_id: str, student_id: str) -> list[str]:
-    """Copy a submission into the staging tree, repaired; return the tampering found."""
+def _stage_submission(course_dir: Path, coursedir: CourseDirectory, assignment_id: str, student_id: str) -> tuple[list[str], list[Flag]]:
+    """Copy a submission into the staging tree, repaired; return the tampering found, and flags for
+    what was not copied (anything but regular files) and for what the static scan found."""
     submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
     staged = course_dir / STAGING_DIRECTORY / student_id / assignment_id
     if staged.exists():
         shutil.rmtree(staged)
-    shutil.copytree(submitted, staged)
+    flags = copy_regular_tree(submitted, staged)
     release = Path(coursedir.format_path(coursedir.release_directory, ".", assignment_id))
+    flags += _static_flags(staged, release)
     changes = []
     for release_notebook in sorted(release.glob("*.ipynb")):
         submitted_notebook = staged / release_notebook.name
@@ -154,7 +182,20 @@ def _stage_submission(course_dir: Path, coursedir: CourseDirectory, assignment_i
         inspection = inspect_submission(submitted_notebook, nbformat.read(release_notebook, as_version=4))
         nbformat.write(inspection.notebook, submitted_notebook)
         changes += inspection.changes
-    return changes
+    return changes, flags
+
+
+def _static_flags(staged: Path, release: Path) -> list[Flag]:
+    """The static scan of what the student wrote (grader.integrity.static_scan), against the release."""
+    from grader.integrity.static_scan import scan_submission
+
+    releases = {}
+    for release_notebook in sorted(release.glob("*.ipynb")):
+        try:
+            releases[release_notebook.name] = nbformat.read(release_notebook, as_version=4)
+        except Exception:  # a broken release is nbgrader's error to report, not a flag
+            continue
+    return scan_submission(staged, releases)
 
 
 def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, context: _JobContext, store: ProgressStore) -> AutogradeOutcome:
@@ -164,7 +205,7 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
         submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
         digest = fingerprint(submitted)
         try:
-            changes = _stage_submission(course_dir, coursedir, assignment_id, student_id)
+            changes, context.flags[:] = _stage_submission(course_dir, coursedir, assignment_id, student_id)
             coursedir.submitted_directory = STAGING_DIRECTORY
             coursedir.assignment_id, coursedir.student_id = assignment_id, student_id
             converter = _ThreadSafeAutograde(coursedir=coursedir, config=config)
@@ -178,12 +219,26 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
         finally:
             _job.context = None
         worst = next((r for r in context.statuses if r.status != "ok"), None)
+        flags = [Flag("tamper", change) for change in changes] + _unique(context.flags)
+        if worst is not None:
+            flags.append(Flag("limit", f"{worst.status}: {worst.reason}"))
+        try:
+            zeroed = apply_flagged_policy(coursedir.db_url, coursedir.course_id, assignment_id, student_id,
+                                          [flag for flag in flags if flag.kind != "limit"], context.policy)
+        except Exception as error:  # the grades are saved; the policy is reported, not fatal
+            flags.append(Flag("runtime", f"flagged policy not applied: {error}"))
+            zeroed = False
         outcome = AutogradeOutcome(
             student_id, True, worst.status if worst else "ok", worst.reason if worst else "",
-            changes=changes, seconds=time.monotonic() - started,
+            changes=changes, seconds=time.monotonic() - started, flags=flags, zeroed=zeroed,
         )
-        store.mark_done(GradedRecord(assignment_id, student_id, digest, outcome.status, outcome.reason, changes, outcome.seconds))
+        store.mark_done(GradedRecord(assignment_id, student_id, digest, outcome.status, outcome.reason, changes,
+                                     outcome.seconds, flags=flags))
         return outcome
+
+
+def _unique(flags: list[Flag]) -> list[Flag]:
+    return list(dict.fromkeys(flags))
 
 
 def _make_backend(scheduler: str | None, preload: list[str]):
@@ -197,23 +252,24 @@ def _make_backend(scheduler: str | None, preload: list[str]):
 
 
 def _default_limits(config) -> Limits:
-    # Honour the course's nbgrader per-cell timeout, so scores match `nbgrader autograde`.
-    timeout = config.Execute.get("timeout", Execute.class_traits()["timeout"].default_value)
-    return Limits(cell_timeout=float(timeout or 300))
+    """The course's per-cell timeout, read exactly as ``nbgrader autograde`` reads it.
+
+    nbgrader instantiates its ``Execute`` preprocessor with the course config, so the timeout comes
+    through config inheritance: ``Execute.timeout`` if set, else ``ExecutePreprocessor.timeout``
+    (what ``grader init`` writes), else ``NotebookClient.timeout``, else Execute's default of 30 s.
+    None, 0 or a negative value mean no per-cell timeout for nbclient: then only the submission's
+    wall-clock budget applies.
+    """
+    timeout = Execute(config=config).timeout
+    if timeout is None or timeout <= 0:
+        return Limits(cell_timeout=Limits.submission_timeout)
+    return Limits(cell_timeout=float(timeout))
 
 
 def _preload_for(coursedir: CourseDirectory, assignment_id: str) -> list[str]:
     """What the assignment's source notebooks import; the general list when the source is absent."""
     source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment_id))
     return assignment_preload(source) if any(source.glob("*.ipynb")) else DEFAULT_PRELOAD
-
-
-def _hidden_paths(config, coursedir: CourseDirectory) -> list[str]:
-    paths = {os.path.realpath(coursedir.root), os.path.realpath(os.path.join(coursedir.root, coursedir.source_directory))}
-    exchange_root = config.Exchange.get("root")
-    if exchange_root:
-        paths.add(os.path.realpath(exchange_root))
-    return sorted(paths)
 
 
 def autograde_assignment(
@@ -251,6 +307,11 @@ def autograde_assignment(
     outcomes, todo = [], []
     for student in students:
         folder = Path(coursedir.format_path(coursedir.submitted_directory, student, assignment_id))
+        if folder.is_dir() and not any(folder.glob("*.ipynb")):
+            # nbgrader matches `submitted/STUDENT/ASSIGNMENT/*.ipynb` and skips a folder with none
+            # (a warning, no gradebook entry, no autograded folder): so does this.
+            outcomes.append(AutogradeOutcome(student, True, "empty", "no notebooks in the submission folder", skipped=True))
+            continue
         if not force and folder.is_dir() and store.is_done(assignment_id, student, fingerprint(folder)):
             outcomes.append(AutogradeOutcome(student, True, skipped=True))
         else:
@@ -258,18 +319,20 @@ def autograde_assignment(
     if not todo:
         return outcomes
 
-    hide = _hidden_paths(config, coursedir)
+    policy = flagged_policy(config)
     slots: queue.Queue[int] = queue.Queue()
     # On a cluster each worker claims slots on its own machine; locally, this run claims them.
     claim = None if scheduler else claim_sandbox_slots(workers)
     for slot in claim.slots if claim else range(workers):
         slots.put(slot)
     backend = _make_backend(scheduler, _preload_for(coursedir, assignment_id) if preload is None else preload)
+    if progress and hasattr(backend, "describe"):
+        print(backend.describe(), file=sys.stderr)  # once per run: what confines student code here
 
     def run(student: str) -> AutogradeOutcome:
         slot = slots.get()
         try:
-            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, hide), store)
+            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, policy), store)
         finally:
             slots.put(slot)
 

@@ -12,6 +12,7 @@ import io
 import os
 import sys
 import tempfile
+import warnings
 
 from IPython.core.displayhook import DisplayHook
 from IPython.core.displaypub import DisplayPublisher
@@ -24,13 +25,19 @@ class OutputLimitExceeded(RuntimeError):
 
 
 class OutputRecorder:
-    """The outputs of the current cell, with a cap on the total bytes of the whole submission."""
+    """Sends each output of the running cell to the grader the moment it exists.
 
-    def __init__(self, cap_bytes: int):
+    Nothing is kept here for the grader to collect later: an output, once sent, is out of the
+    student's reach (a callback or a thread cannot edit or drop it afterwards). ``send`` writes
+    one message on the submission's output channel (see zygote.run_session). The cap counts the
+    bytes of the whole submission.
+    """
+
+    def __init__(self, cap_bytes: int, send):
         self.cap_bytes = cap_bytes
         self.total_bytes = 0
         self.exceeded = False
-        self.outputs: list[dict] = []
+        self._send = send
 
     def _account(self, size: int) -> None:
         self.total_bytes += size
@@ -44,19 +51,14 @@ class OutputRecorder:
         if self.exceeded:
             raise OutputLimitExceeded(f"output limit of {self.cap_bytes} bytes exceeded")
         self._account(len(text.encode(errors="replace")))
-        last = self.outputs[-1] if self.outputs else None
-        if last is not None and last["output_type"] == "stream" and last["name"] == name:
-            last["text"] += text
-        else:
-            self.outputs.append({"output_type": "stream", "name": name, "text": text})
+        self._send({"output": {"output_type": "stream", "name": name, "text": text}})
 
     def add(self, output: dict) -> None:
         self._account(sum(len(str(v)) for v in output.get("data", {}).values()))
-        self.outputs.append(output)
+        self._send({"output": output})
 
-    def take(self) -> list[dict]:
-        outputs, self.outputs = self.outputs, []
-        return outputs
+    def clear(self) -> None:
+        self._send({"clear": True})
 
 
 class RecordingStream(io.TextIOBase):
@@ -112,7 +114,7 @@ class RecordingDisplayPublisher(DisplayPublisher):
         self.recorder.add({"output_type": "display_data", "data": _jsonable(data), "metadata": _jsonable(metadata or {})})
 
     def clear_output(self, wait=False):
-        self.recorder.outputs.clear()
+        self.recorder.clear()
 
 
 def _jsonable(mimebundle: dict) -> dict:
@@ -148,7 +150,13 @@ def prepare_shell() -> RecordingShell:
     config = Config()
     # The history manager would start a saving thread; a kernel's history is not graded anyway.
     config.HistoryManager.enabled = False
-    shell = RecordingShell.instance(
+    # Libraries choose notebook display (a widget, HTML) over console text (often on stderr, which
+    # nbgrader scores zero) by what a kernel looks like: tqdm tests `'IPKernelApp' in
+    # get_ipython().config` (older releases) or `'ipykernel.zmqshell' in sys.modules` (newer), others
+    # the shell's class name. Look like a kernel to all three.
+    config["IPKernelApp"] = Config()
+    _import_kernel_shell_module()
+    shell = KernelLikeShell.instance(
         config=config,
         displayhook_class=RecordingDisplayHook,
         display_pub_class=RecordingDisplayPublisher,
@@ -157,9 +165,76 @@ def prepare_shell() -> RecordingShell:
     # Figures appear as display_data, as with the inline backend of a notebook kernel.
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     shell.enable_matplotlib("inline")
+    _refuse_input_as_a_kernel_does()
     _reuse_traceback_lexer()
     _warm_up_tracebacks(shell)
     return shell
+
+
+class KernelLikeShell(RecordingShell):
+    """The shell under the class name an ipykernel's has: ``get_ipython().__class__.__name__ ==
+    'ZMQInteractiveShell'`` is the common test for "running in a notebook" (tqdm, rich, plotly,
+    students' own helpers), and what it decides can move output between stderr and a display."""
+
+
+KernelLikeShell.__name__ = KernelLikeShell.__qualname__ = "ZMQInteractiveShell"
+
+
+def _import_kernel_shell_module() -> None:
+    """Import ``ipykernel.zmqshell`` as a kernel process has it imported (tqdm.autonotebook looks for
+    it in ``sys.modules``). Importing it starts nothing; without ipykernel installed, nothing to do."""
+    try:
+        import ipykernel.zmqshell  # noqa: F401
+    except ImportError:
+        pass
+
+
+def _refuse_input_as_a_kernel_does() -> None:
+    """``input()`` and ``getpass()`` raise what an ipykernel raises when the client allows no stdin
+    (nbgrader's never does): ``StdinNotImplementedError``, not ``EOFError`` (which a student's
+    ``except EOFError`` would catch and so pass where the kernel fails), and nothing is printed."""
+    import builtins
+    import getpass
+
+    from IPython.core.error import StdinNotImplementedError
+
+    def raw_input(prompt=""):
+        raise StdinNotImplementedError("raw_input was called, but this frontend does not support input requests.")
+
+    def no_getpass(prompt="Password: ", stream=None, **kwargs):
+        raise StdinNotImplementedError("getpass was called, but this frontend does not support input requests.")
+
+    builtins.input = raw_input
+    getpass.getpass = no_getpass
+
+
+def kernel_warning_filters(interpreter_defaults: list) -> list:
+    """The warning filters a fresh ipykernel's user code runs under, from the interpreter's own.
+
+    ipykernel keeps the interpreter's defaults (``default::DeprecationWarning:__main__``, then
+    ``DeprecationWarning``, ``ImportWarning``, ``ResourceWarning``... ignored) and puts in front of
+    them the rules its imports add: IPython's completer ``error::ProvisionalCompleterWarning`` and
+    ZMQInteractiveShell's Trio rule. (IPython < 9 added its own ``default::DeprecationWarning`` for
+    the user namespace's ``__name__``, ``__main__``: the interpreter's first default already.)
+    """
+    from IPython.core.completer import ProvisionalCompleterWarning
+
+    with warnings.catch_warnings():
+        warnings.filters[:] = interpreter_defaults
+        # In the order a kernel adds them, each in front of the ones before.
+        warnings.filterwarnings("error", category=ProvisionalCompleterWarning)
+        warnings.filterwarnings("ignore", message=".*Trio's signal handling code might have collided.*", category=RuntimeWarning)
+        return list(warnings.filters)
+
+
+def apply_warning_filters(filters: list) -> None:
+    """Make ``filters`` the warning filters, forgetting which warnings were already shown.
+
+    ``resetwarnings`` bumps the filters' version, which empties every module's ``__warningregistry__``
+    at its next warning: what the zygote's imports warned shows again, as in a fresh kernel.
+    """
+    warnings.resetwarnings()  # no warning can be raised before the next line
+    warnings.filters[:] = filters
 
 
 def _reuse_traceback_lexer() -> None:
@@ -214,54 +289,57 @@ def _warm_up_tracebacks(shell: RecordingShell) -> None:
         shell._showtraceback = show
 
 
-class CellRunner:
-    """One IPython shell for one submission; ``run(code)`` returns the cell's outputs."""
+class OutputCapture:
+    """What C code writes to file descriptors 1 and 2, forwarded into the notebook as ipykernel does.
 
-    def __init__(self, *, output_cap_bytes: int, fd_capture_dir: str):
-        self.recorder = OutputRecorder(output_cap_bytes)
+    The descriptors point at files in a folder only the grader can open (made before the process
+    drops root); read handles are kept, so the submission's process can drain them itself.
+    """
+
+    def __init__(self, directory: str):
+        self.handles = {}
+        for fd, name in ((1, "stdout"), (2, "stderr")):
+            path = os.path.join(directory, f"fd{fd}.log")
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(handle, fd)
+            os.close(handle)
+            self.handles[name] = os.open(path, os.O_RDONLY)
+
+    def drain(self, recorder: OutputRecorder) -> None:
+        for name, handle in self.handles.items():
+            data = b""
+            while chunk := os.read(handle, 1 << 20):
+                data += chunk
+            if data:
+                recorder.stream(name, data.decode(errors="replace"))
+
+
+class CellRunner:
+    """One IPython shell for one submission; ``run(code)`` runs a cell, its outputs go to ``send``."""
+
+    def __init__(self, *, output_cap_bytes: int, send, capture: OutputCapture):
+        self.recorder = OutputRecorder(output_cap_bytes, send)
         RecordingDisplayHook.recorder = self.recorder
         RecordingDisplayPublisher.recorder = self.recorder
         self.shell = prepare_shell()
         self.shell._showtraceback = self._record_traceback
         sys.stdout = RecordingStream(self.recorder, "stdout")
         sys.stderr = RecordingStream(self.recorder, "stderr")
-        self._capture_c_level_output(fd_capture_dir)
-
-    def _capture_c_level_output(self, directory: str) -> None:
-        # ipykernel forwards what C libraries write to file descriptors 1 and 2 into the notebook;
-        # do the same by pointing them at files read after each cell.
-        self._fd_files = {}
-        for fd, name in ((1, "stdout"), (2, "stderr")):
-            path = os.path.join(directory, f".fd{fd}.log")
-            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(handle, fd)
-            os.close(handle)
-            self._fd_files[name] = [path, 0]
-
-    def _drain_c_level_output(self) -> None:
-        for name, entry in self._fd_files.items():
-            path, offset = entry
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-            entry[1] = offset + len(data)
-            if data:
-                self.recorder.stream(name, data.decode(errors="replace"))
+        self.capture = capture
 
     def _record_traceback(self, etype, evalue, stb):
-        self.recorder.outputs.append(
-            {"output_type": "error", "ename": str(etype.__name__), "evalue": str(evalue), "traceback": stb}
-        )
+        # Past the output cap too: the error is what scores the cell.
+        self.recorder._send({"output": {"output_type": "error", "ename": str(etype.__name__), "evalue": str(evalue), "traceback": stb}})
 
-    def run(self, code: str) -> tuple[list[dict], int | None]:
-        """Run one cell; return (outputs, execution_count)."""
+    def run(self, code: str) -> int | None:
+        """Run one cell; return its execution_count."""
         try:
             result = self.shell.run_cell(code, store_history=True)
             count = result.execution_count
         except OutputLimitExceeded:
             count = self.shell.execution_count
         try:
-            self._drain_c_level_output()
+            self.capture.drain(self.recorder)
         except OutputLimitExceeded:
             pass
-        return self.recorder.take(), count
+        return count

@@ -8,19 +8,28 @@ than treating a silent cell as a pass), and the result carries a ``status`` for 
 from __future__ import annotations
 
 import base64
+import json
 import os
+import secrets
 import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
+from grader.executor import cgroups
 from grader.executor.protocol import ConnectionClosed, recv_message, send_message
-from grader.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, ensure_sandbox_user
+from grader.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, describe_isolation, ensure_sandbox_user
+from grader.executor.zygote import allowed_environment
+from grader.integrity.files import read_regular_files
+from grader.integrity.flags import Flag
 
 # torch's optimisers import torch._dynamo on their first step (~0.9 s in every fresh process):
 # import it once here instead of once per submission.
@@ -54,6 +63,8 @@ class ExecutionResult:
     peak_memory_bytes: int = 0
     isolated: bool = False
     seconds: float = 0.0
+    flags: list[Flag] = field(default_factory=list)  # what the submission's process did that an instructor should see
+    files: dict[str, bytes] = field(default_factory=dict)  # files the notebook created or changed in its folder
 
 
 @dataclass
@@ -61,8 +72,11 @@ class ExecutionRequest:
     cells: list[str]
     files: dict[str, bytes] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
-    hide_paths: list[str] = field(default_factory=list)
     slot: int = 0
+    # Per cell: whether the instructor wrote it (a test or locked cell, restored from the release
+    # by nbgrader). Before each of them the shell and libraries are put back as they were.
+    trusted: list[bool] | None = None
+    max_files_bytes: int = 64 << 20  # files written back, in all
 
 
 def _error_output(ename: str, reason: str) -> dict:
@@ -159,19 +173,106 @@ def _tail(path: str, limit: int = 2000) -> str:
         return ""
 
 
+_HEADER = struct.Struct("!Q")
+_SYSCALL_RECVFROM = {"x86_64": 45, "aarch64": 207}.get(os.uname().machine)
+
+
+class _OutputChannel:
+    """The grader's end of a submission's output pipe: framed JSON messages, read as they come."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.corrupt = False
+        os.set_blocking(fd, False)
+
+    def read_available(self) -> list[dict]:
+        while True:
+            try:
+                chunk = os.read(self.fd, 1 << 20)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self.buffer += chunk
+        messages = []
+        while len(self.buffer) >= _HEADER.size and not self.corrupt:
+            (size,) = _HEADER.unpack_from(self.buffer)
+            if size > 64 << 20:
+                self.corrupt = True
+                break
+            if len(self.buffer) < _HEADER.size + size:
+                break
+            payload, self.buffer = self.buffer[_HEADER.size:_HEADER.size + size], self.buffer[_HEADER.size + size:]
+            try:
+                message = json.loads(payload)
+            except ValueError:
+                self.corrupt = True
+                break
+            if isinstance(message, dict):
+                messages.append(message)
+        return messages
+
+
+class _CellOutputs:
+    """One cell's outputs as nbformat dicts, built from the messages: streams merged as a kernel's
+    frontend merges them; a clear never removes an error (in a kernel an error ends the cell, so
+    a clear after it can only come from code that outlived its cell)."""
+
+    def __init__(self):
+        self.outputs: list[dict] = []
+        self.cleared_error = False
+
+    def apply(self, message: dict, flags: list[Flag]) -> None:
+        if "flag" in message:
+            flags.append(Flag("runtime", str(message["flag"])))
+        elif message.get("clear"):
+            errors = [output for output in self.outputs if output.get("output_type") == "error"]
+            if errors:
+                self.cleared_error = True
+            self.outputs = errors
+        elif isinstance(message.get("output"), dict):
+            output = message["output"]
+            last = self.outputs[-1] if self.outputs else None
+            if (output.get("output_type") == "stream" and last is not None and last.get("output_type") == "stream"
+                    and last.get("name") == output.get("name")):
+                last["text"] += str(output.get("text", ""))
+            else:
+                self.outputs.append(dict(output))
+
+
+def _waiting_for_grader(pid: int, fd: int) -> bool | None:
+    """Whether ``pid``'s main thread is blocked receiving on descriptor ``fd`` (its connection to
+    the grader), from /proc/PID/syscall; None where that cannot be read on this machine."""
+    if _SYSCALL_RECVFROM is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return None
+    if not fields or not fields[0].isdigit():
+        return None
+    return int(fields[0]) == _SYSCALL_RECVFROM and len(fields) > 1 and int(fields[1], 16) == fd
+
+
 class Zygote:
     """A running zygote process; ``execute`` may be called from several threads at once."""
+
+    _described = False
 
     def __init__(self, preload: list[str] | None = None, *, start_timeout: float = 180.0):
         self.preload = DEFAULT_PRELOAD if preload is None else preload
         self._socket_dir = tempfile.mkdtemp(prefix="grader-zygote-")
         self.socket_path = os.path.join(self._socket_dir, "zygote.sock")
+        # The zygote, and so every submission, starts with an allow-listed environment: the
+        # grader's tokens and passwords are never in its memory, not even in /proc/PID/environ.
+        env = allowed_environment(dict(os.environ))
+        env.setdefault("PATH", os.defpath)
+        env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
+        env["IPYTHONDIR"] = os.path.join(self._socket_dir, "ipython")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "grader.executor.zygote", self.socket_path, *self.preload],
-            stdout=subprocess.PIPE,
-            stderr=None,
-            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")},
-            text=True,
+            stdout=subprocess.PIPE, stderr=None, env=env, text=True, cwd=self._socket_dir,
         )
         ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)
         if not ready or self.process.stdout.readline().strip() != "zygote ready":
@@ -179,6 +280,11 @@ class Zygote:
             raise RuntimeError(f"the executor zygote did not start within {start_timeout}s")
         # What every child starts with; memory limits count what a submission adds to it.
         self.inherited_memory = _private_memory(self.process.pid)
+        self.cgroup_layout = cgroups.detect_layout()
+
+    def describe(self) -> str:
+        """What confines student code on this machine, in one line."""
+        return describe_isolation(root=can_isolate(), cgroups=self.cgroup_layout.version if self.cgroup_layout else None)
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -198,16 +304,27 @@ class Zygote:
 
     def execute(self, request: ExecutionRequest, limits: Limits) -> ExecutionResult:
         started = time.monotonic()
+        isolate = can_isolate()
+        uid = ensure_sandbox_user(request.slot)[0] if isolate else None
+        group = None
+        if isolate and self.cgroup_layout:
+            group = cgroups.SubmissionGroup(
+                self.cgroup_layout, f"slot{request.slot}-{uuid.uuid4().hex[:8]}",
+                memory_bytes=limits.memory_bytes, max_tasks=limits.max_processes * 4,
+            )
         sandbox = SandboxSpec(
             slot=request.slot,
             memory_bytes=limits.memory_bytes,
             max_processes=limits.max_processes,
-            hide_paths=request.hide_paths,
+            cgroup_files=group.join_files() if group else [],
         )
-        uid = ensure_sandbox_user(request.slot)[0] if can_isolate() else None
         result = ExecutionResult(cells=[])
+        scratch = tempfile.mkdtemp(prefix="grader-scratch-")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        child_pid, scratch = None, None
+        read_end, write_end = os.pipe()
+        channel = _OutputChannel(read_end)
+        child_pid = child_group = None
+        trusted = request.trusted or [False] * len(request.cells)
         try:
             sock.connect(self.socket_path)
             send_message(sock, {
@@ -215,27 +332,41 @@ class Zygote:
                 "env": request.env,
                 "sandbox": asdict(sandbox),
                 "output_cap_bytes": limits.output_bytes,
+                "scratch": scratch,
             })
+            socket.send_fds(sock, [b"o"], [write_end])
+            os.close(write_end)
+            write_end = None
             ready = recv_message(sock)
-            child_pid, scratch, result.isolated = ready["pid"], ready["scratch"], ready["isolated"]
+            child_pid, child_group, result.isolated, control_fd = ready["pid"], ready["pgid"], ready["isolated"], ready["fd"]
             submission_deadline = started + limits.submission_timeout
             for index, code in enumerate(request.cells):
                 cell_timeout = max(0.1, min(limits.cell_timeout, submission_deadline - time.monotonic()))
-                send_message(sock, {"type": "execute", "code": code, "timeout": cell_timeout})
-                status, reason, reply = self._await_result(sock, child_pid, cell_timeout, limits, result, submission_deadline)
+                nonce = secrets.token_hex(16)
+                send_message(sock, {"type": "execute", "code": code, "timeout": cell_timeout, "nonce": nonce,
+                                    "trusted": bool(trusted[index])})
+                outputs = _CellOutputs()
+                status, reason, reply = self._await_result(
+                    sock, channel, outputs, nonce, child_pid, control_fd, cell_timeout, limits, result, submission_deadline, group,
+                )
+                if outputs.cleared_error:
+                    result.flags.append(Flag("runtime", f"cell {index + 1}: an error output was cleared after the cell failed; kept"))
                 if status == "died":
-                    crash = [line for line in _tail(os.path.join(scratch, ".fd2.log")).splitlines() if "Fatal Python error" in line]
-                    reason = f"the process running the submission ended during cell {index + 1}" + (
-                        f" ({crash[-1].strip()})" if crash else " (it exited or was killed)"
-                    )
+                    crash = [line for line in _tail(os.path.join(scratch, "logs", "fd2.log")).splitlines() if "Fatal Python error" in line]
+                    if group is not None and group.oom_killed():
+                        status, reason = "memory", (f"memory limit exceeded: > {limits.memory_bytes >> 20} MiB in cell {index + 1} "
+                                                     "(the kernel's OOM killer ended it)")
+                    else:
+                        reason = f"the process running the submission ended during cell {index + 1}" + (
+                            f" ({crash[-1].strip()})" if crash else " (it exited or was killed)"
+                        )
                 if status != "ok":
-                    outputs = (reply or {}).get("outputs", [])
-                    result.cells.append(CellResult(outputs + [_error_output("GraderLimitExceeded", reason)], None))
+                    result.cells.append(CellResult(outputs.outputs + [_error_output("GraderLimitExceeded", reason)], None))
                     result.status, result.reason = status, reason
                     break
-                result.cells.append(CellResult(reply["outputs"], reply["execution_count"]))
+                result.cells.append(CellResult(outputs.outputs, reply["execution_count"]))
                 _kill_strays(child_pid, keep=child_pid)
-                if _raised_memory_error(reply["outputs"]):
+                if _raised_memory_error(outputs.outputs):
                     # The address-space backstop (sandbox.apply_limits) refused an allocation before
                     # the next memory poll saw the growth: the same limit, caught by the kernel.
                     result.status = "memory"
@@ -247,40 +378,73 @@ class Zygote:
                     break
             else:
                 send_message(sock, {"type": "shutdown"})
-        except (ConnectionClosed, OSError) as error:
+        except (ConnectionClosed, OSError, KeyError, TypeError) as error:
             if result.status == "ok":
                 result.status, result.reason = "error", f"executor failure: {error}"
         finally:
             sock.close()
-            if child_pid:
-                try:
-                    os.killpg(child_pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            for message in channel.read_available():
+                if "flag" in message:
+                    result.flags.append(Flag("runtime", str(message["flag"])))
+            if channel.corrupt:
+                result.flags.append(Flag("runtime", "the output channel to the grader was written to directly (corrupt messages)"))
+            os.close(read_end)
+            if write_end is not None:
+                os.close(write_end)
+            for target in (child_group, child_pid):
+                if target:
+                    try:
+                        os.killpg(target, signal.SIGKILL) if target == child_group else os.kill(target, signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+            if group is not None:
+                group.remove()
             if uid is not None:
                 _kill_user_processes(uid)
-            if scratch:
-                shutil.rmtree(scratch, ignore_errors=True)
+            work = Path(scratch) / "work"
+            if work.is_dir():
+                files, file_flags = read_regular_files(work, exclude_suffixes=(), max_total_bytes=request.max_files_bytes)
+                result.files = {name: data for name, data in files.items() if request.files.get(name) != data}
+                result.flags += [Flag("files", f"written while grading: {flag.reason}") for flag in file_flags]
+            shutil.rmtree(scratch, ignore_errors=True)
         not_run = f"not executed: {result.reason}"
         while len(result.cells) < len(request.cells):
             result.cells.append(CellResult([_error_output("GraderLimitExceeded", not_run)], None))
         result.seconds = time.monotonic() - started
         return result
 
-    def _await_result(self, sock, child_pid, cell_timeout, limits, result, submission_deadline):
-        """Wait for one cell's reply while watching memory and time; (status, reason, reply)."""
+    def _await_result(self, sock, channel, outputs, nonce, child_pid, control_fd, cell_timeout, limits, result,
+                      submission_deadline, group):
+        """Wait for one cell's end while collecting its outputs and watching memory and time.
+
+        Returns (status, reason, reply). A "result" counts only with this cell's nonce and while the
+        submission's main thread is back waiting for the grader; anything else is flagged and ignored.
+        """
         hard_deadline = min(time.monotonic() + cell_timeout, submission_deadline) + limits.kill_grace
         while True:
-            readable, _, _ = select.select([sock], [], [], _MEMORY_POLL_SECONDS)
-            if readable:
+            readable, _, _ = select.select([sock, channel.fd], [], [], _MEMORY_POLL_SECONDS)
+            if channel.fd in readable:
+                for message in channel.read_available():
+                    outputs.apply(message, result.flags)
+            if sock in readable:
                 try:
-                    return "ok", "", recv_message(sock)
+                    reply = recv_message(sock)
                 except ConnectionClosed:
+                    for message in channel.read_available():
+                        outputs.apply(message, result.flags)
                     return "died", "", None
+                if reply.get("type") == "result" and reply.get("nonce") == nonce and self._settled(child_pid, control_fd):
+                    # Outputs written before the result are in the pipe already.
+                    for message in channel.read_available():
+                        outputs.apply(message, result.flags)
+                    return "ok", "", reply
+                result.flags.append(Flag("runtime", "a message to the grader did not come from the grader's own cell loop "
+                                                    "(forged or out-of-turn result); ignored"))
+                continue
             members = _process_tree(child_pid)
             if len(members) > limits.max_processes:
                 return "processes", f"process limit exceeded: {len(members)} processes > {limits.max_processes}", None
-            used = _memory_bytes(members, self.inherited_memory)
+            used = group.memory_bytes() if group is not None else _memory_bytes(members, self.inherited_memory)
             result.peak_memory_bytes = max(result.peak_memory_bytes, used)
             if used > limits.memory_bytes:
                 return "memory", f"memory limit exceeded: {used >> 20} MiB > {limits.memory_bytes >> 20} MiB", None
@@ -289,6 +453,18 @@ class Zygote:
                 return "budget", f"wall-clock budget of {limits.submission_timeout:.0f} s exceeded", None
             if now > hard_deadline:
                 return "timeout", f"cell did not finish within {cell_timeout:.0f} s and ignored the interrupt", None
+
+    @staticmethod
+    def _settled(child_pid: int, control_fd: int) -> bool:
+        """After a result: the main thread goes back to waiting on its connection within a moment."""
+        deadline = time.monotonic() + 1.0
+        while True:
+            waiting = _waiting_for_grader(child_pid, control_fd)
+            if waiting is None or waiting:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
 
 
 def claim_sandbox_slots(count: int) -> SlotClaim:

@@ -1,12 +1,19 @@
 """Confine a forked executor child before it runs student code (Linux).
 
-As root: a private mount namespace in which the course directory, the source assignments and the
-exchange are covered by empty, inaccessible tmpfs mounts; a scratch directory owned by a per-worker
-unprivileged user; then the child becomes that user. Always: resource limits (address space,
-file size, core dumps, and processes when a sandbox user is in use).
+As root, by design rather than by deny-list (docs/grading-security.md):
 
-Without root none of the user or mount isolation is possible; the child then runs as the grader's
-own user with only the resource limits (see README, "Grading sandbox").
+- **its own cgroup** (memory incl. tmpfs and page cache, tasks), made by the grader
+  (:mod:`grader.executor.cgroups`) and joined here before anything else;
+- **namespaces**: mount (an allow-list root filesystem, :mod:`grader.executor.rootfs`), network
+  (only a loopback that is down: nothing can be reached), PID (the submission sees only its own
+  processes; when its first process dies the kernel ends the rest), IPC and UTS;
+- **a per-slot unprivileged user**, with no supplementary groups and ``no_new_privs``;
+- **no inherited descriptors** but its standard streams and its own connection to the grader;
+- resource limits (file size, core dumps, address space backstop, processes).
+
+Without root none of the namespaces, cgroups or user changes are possible; the child then runs
+as the grader's user with the resource limits, a scrubbed environment (the zygote is started with
+one) and the integrity checks (see README, "Grading sandbox"). ``describe_isolation`` says which.
 """
 
 from __future__ import annotations
@@ -15,19 +22,22 @@ import ctypes
 import fcntl
 import os
 import pwd
+import random
 import resource
-import stat
+import socket
 import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from grader.executor import rootfs
+
 CLONE_NEWNS = 0x00020000
-MS_REC = 0x4000
-MS_PRIVATE = 1 << 18
-MS_BIND = 4096
-MS_MOVE = 8192
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+PR_SET_NO_NEW_PRIVS = 38
 SANDBOX_USER_PREFIX = "grader-sbx"
 
 
@@ -39,11 +49,18 @@ class SandboxSpec:
     memory_bytes: int = 2 << 30
     file_size_bytes: int = 256 << 20
     max_processes: int = 16
-    hide_paths: list[str] = field(default_factory=list)
+    tmp_bytes: int = 256 << 20  # each of /tmp and /dev/shm (charged to the cgroup's memory too)
+    cgroup_files: list[str] = field(default_factory=list)  # cgroup.procs files to join
     drop_privileges: bool = True
 
 
-SLOT_LOCK_DIR = Path(tempfile.gettempdir()) / "grader-sandbox-slots"
+def _slot_lock_dir() -> Path:
+    # Lock files outlive a run by design (they are how concurrent runs see each other); keep them
+    # out of /tmp, which a grading run must leave as it found it.
+    base = "/run" if os.geteuid() == 0 and os.path.isdir("/run") else os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return Path(base) / "grader-sandbox-slots"
+
+
 MAX_SLOTS = 256
 
 
@@ -56,12 +73,13 @@ class SlotClaim:
     """
 
     def __init__(self, count: int):
-        SLOT_LOCK_DIR.mkdir(mode=0o755, exist_ok=True)
+        lock_dir = _slot_lock_dir()
+        lock_dir.mkdir(mode=0o755, exist_ok=True)
         self._handles, self.slots = [], []
         for slot in range(MAX_SLOTS):
             if len(self.slots) == count:
                 break
-            handle = open(SLOT_LOCK_DIR / f"slot-{slot}.lock", "w")
+            handle = open(lock_dir / f"slot-{slot}.lock", "w")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -101,63 +119,23 @@ def can_isolate() -> bool:
     return os.geteuid() == 0
 
 
-def _libc():
-    return ctypes.CDLL(None, use_errno=True)
+def describe_isolation(*, root: bool, cgroups: int | None) -> str:
+    """One line for the instructor: what confines student code in this mode."""
+    if not root:
+        return ("grading sandbox: NOT root, so no separate user, namespaces or cgroups; student code runs as "
+                f"{pwd.getpwuid(os.geteuid()).pw_name} with rlimits, a scrubbed environment and the integrity checks")
+    limits = f"cgroup v{cgroups} memory and task limits" if cgroups else "rlimits only (no writable cgroup hierarchy)"
+    return (f"grading sandbox: per-slot user, {rootfs.describe()}, no network, own PID/IPC/UTS namespaces, "
+            f"{limits}, scrubbed environment, integrity checks")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
 def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _blocked_ancestors(paths: list[str]) -> dict[str, set[str]]:
-    """For each folder that others may not traverse on the way to ``paths``: the children needed."""
-    blocked: dict[str, set[str]] = {}
-    for path in paths:
-        parts = Path(os.path.realpath(path)).parts
-        for depth in range(1, len(parts) - 1):
-            ancestor = os.path.join(*parts[: depth + 1])
-            try:
-                traversable = os.stat(ancestor).st_mode & stat.S_IXOTH
-            except OSError:
-                break
-            if not traversable:
-                blocked.setdefault(ancestor, set()).add(parts[depth + 1])
-                break
-    return blocked
-
-
-def expose_paths(paths: list[str]) -> None:
-    """Make ``paths`` reachable for the sandbox user inside the private mount namespace.
-
-    Python may live under a folder only its owner can enter (a pyenv build in /root): there, cover
-    the folder with a traversable tmpfs and move just the needed children back into it, leaving
-    the rest of that folder out of sight.
-    """
-    libc = _libc()
-    for ancestor, children in sorted(_blocked_ancestors(paths).items()):
-        stash = tempfile.mkdtemp(prefix="grader-expose-")
-        for child in children:
-            os.makedirs(os.path.join(stash, child))
-            _check(libc.mount(os.fsencode(os.path.join(ancestor, child)), os.fsencode(os.path.join(stash, child)),
-                              None, MS_BIND | MS_REC, None), f"binding {ancestor}/{child}")
-        _check(libc.mount(b"tmpfs", os.fsencode(ancestor), b"tmpfs", 0, b"size=64k,mode=0711"), f"covering {ancestor}")
-        for child in children:
-            os.makedirs(os.path.join(ancestor, child))
-            _check(libc.mount(os.fsencode(os.path.join(stash, child)), os.fsencode(os.path.join(ancestor, child)),
-                              None, MS_MOVE, None), f"moving {ancestor}/{child}")
-
-
-def hide_paths(paths: list[str]) -> None:
-    """Cover each existing path with an empty tmpfs nobody can enter (in the private namespace)."""
-    libc = _libc()
-    for path in paths:
-        if os.path.isdir(path):
-            _check(
-                libc.mount(b"tmpfs", os.fsencode(path), b"tmpfs", 0, b"size=4k,mode=000"),
-                f"hiding {path}",
-            )
 
 
 def _current_address_space() -> int:
@@ -169,8 +147,8 @@ def _current_address_space() -> int:
 
 
 def apply_limits(spec: SandboxSpec, *, limit_processes: bool) -> None:
-    # A backstop only: the grader ends the submission at memory_bytes of memory added to what
-    # the zygote left it; address space also counts what the zygote mapped and what is reserved, not used.
+    # A backstop only: the cgroup (or, without one, the grader's polling) enforces memory_bytes;
+    # address space also counts what the zygote mapped and what is reserved, not used.
     address_space = _current_address_space() + 2 * spec.memory_bytes
     resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
     resource.setrlimit(resource.RLIMIT_FSIZE, (spec.file_size_bytes, spec.file_size_bytes))
@@ -184,25 +162,71 @@ def apply_limits(spec: SandboxSpec, *, limit_processes: bool) -> None:
     os.nice(10)
 
 
-def confine(spec: SandboxSpec, scratch_dir: str) -> bool:
-    """Confine the calling (child) process; return True when it now runs as a sandbox user."""
-    isolated = spec.drop_privileges and can_isolate()
-    if isolated:
-        uid, gid = ensure_sandbox_user(spec.slot)
-        libc = _libc()
-        _check(libc.unshare(CLONE_NEWNS), "unshare(CLONE_NEWNS)")
-        # Keep our mounts from propagating back to the host's namespace.
-        _check(libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
-        expose_paths([sys.prefix, sys.base_prefix, *[p for p in sys.path if p]])
-        hide_paths(spec.hide_paths)
-        os.chown(scratch_dir, uid, gid)
-        for root, dirs, files in os.walk(scratch_dir):
-            for name in dirs + files:
-                os.chown(os.path.join(root, name), uid, gid)
-        apply_limits(spec, limit_processes=True)
-        os.setgroups([])
-        os.setgid(gid)
-        os.setuid(uid)
-    else:
+def keep_only_descriptors(conn: socket.socket, output_fd: int) -> tuple[socket.socket, int]:
+    """Close every inherited descriptor but 0-2, the grader connection and the output channel;
+    both move to random high numbers. The zygote's listening socket (which would let a submission
+    accept another's connection), pipes and files of preloaded libraries must not reach student
+    code, and a guessable number would invite writing to the grader directly."""
+    first, second = random.sample(range(200, 900), 2)
+    fd = fcntl.fcntl(conn.fileno(), fcntl.F_DUPFD_CLOEXEC, first)
+    while fd == second:
+        second = random.randrange(200, 900)
+    moved_output = fcntl.fcntl(output_fd, fcntl.F_DUPFD_CLOEXEC, second)
+    moved = socket.socket(fileno=fd)
+    conn.detach()
+    keep = sorted({0, 1, 2, fd, moved_output})
+    for low, high in zip(keep, keep[1:] + [65536]):
+        os.closerange(low + 1, high)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    return moved, moved_output
+
+
+def _enter_namespaces_and_root(spec: SandboxSpec, scratch: str, uid: int, gid: int) -> tuple[int, int]:
+    """Join the cgroups, unshare, build the root; fork the PID namespace's first process.
+
+    Returns (host pid, host process group) of that process, in it; the forking parent waits for
+    it and exits with it, so it never returns here.
+    """
+    for procs in spec.cgroup_files:
+        with open(procs, "w") as handle:
+            handle.write(str(os.getpid()))
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    rootfs.build_and_enter(scratch, user=sandbox_username(spec.slot), uid=uid, gid=gid, tmp_bytes=spec.tmp_bytes)
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child:
+        # Outside the new PID namespace: the only one that knows the child's host pid.
+        os.write(write_end, f"{child} {os.getpgid(0)}".encode())
+        os.closerange(3, 4096)
+        _, status = os.waitpid(child, 0)
+        os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+    os.close(write_end)
+    host_pid, host_group = (int(value) for value in os.read(read_end, 64).split())
+    os.close(read_end)
+    rootfs.mount_proc()
+    _libc.sethostname(b"sandbox", 7)
+    return host_pid, host_group
+
+
+def confine(spec: SandboxSpec, scratch: str) -> dict:
+    """Confine the calling (child) process. Returns what applies: ``isolated`` (runs as a sandbox
+    user in its own namespaces), ``pid`` and ``pgid`` (host ids of the process that runs the cells),
+    ``workdir`` (where the submission's files are, as this process sees it)."""
+    work = os.path.join(scratch, "work")
+    if not (spec.drop_privileges and can_isolate()):
         apply_limits(spec, limit_processes=False)
-    return isolated
+        return {"isolated": False, "pid": os.getpid(), "pgid": os.getpgid(0), "workdir": work}
+    uid, gid = ensure_sandbox_user(spec.slot)
+    for folder, dirs, files in os.walk(work):
+        os.chown(folder, uid, gid)
+        for name in files:
+            os.chown(os.path.join(folder, name), uid, gid)
+    host_pid, host_group = _enter_namespaces_and_root(spec, scratch, uid, gid)
+    apply_limits(spec, limit_processes=True)
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(PR_SET_NO_NEW_PRIVS)")
+    return {"isolated": True, "pid": host_pid, "pgid": host_group, "workdir": rootfs.SUBMISSION_DIR}
