@@ -85,10 +85,19 @@ class ForkedExecute(NbGraderPreprocessor):
     def preprocess(self, nb, resources):
         context: _JobContext = _job.context
         folder = Path(resources["metadata"]["path"])
-        runnable = [
-            cell for cell in nb.cells
-            if cell.cell_type == "code" and cell.source.strip() and "skip-execution" not in cell.metadata.get("tags", [])
-        ]
+        # A student may tag their own cells skip-execution, never the instructor's (nbgrader
+        # restores a test cell's source and grade metadata, not its tags).
+        runnable, skipped = [], []
+        for cell in nb.cells:
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            if "skip-execution" in cell.metadata.get("tags", []):
+                if not _is_instructor_cell(cell):
+                    continue
+                skipped.append(cell.metadata.get("nbgrader", {}).get("grade_id", "?"))
+            runnable.append(cell)
+        context.flags += [Flag("tamper", f"instructor cell {grade_id!r} was tagged skip-execution; run anyway")
+                          for grade_id in skipped]
         # Everything in the folder except notebooks (which hold the restored hidden tests);
         # regular files only, never following a link.
         files, file_flags = read_regular_files(folder, exclude_suffixes=(".ipynb",), max_total_bytes=MAX_SUBMISSION_FILES_BYTES)

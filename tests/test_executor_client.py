@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.executor.client import ExecutionRequest, Limits, Zygote
+from grader.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
 
 pytestmark = pytest.mark.slow
 
@@ -13,14 +13,20 @@ LIMITS = Limits(cell_timeout=20, submission_timeout=60, memory_bytes=400 << 20, 
 
 @pytest.fixture(scope="module")
 def zygote():
-    with Zygote(["numpy"]) as running:
-        yield running
+    # A slot of our own: a concurrent grading on this machine never shares (and kills) our user.
+    claim = claim_sandbox_slots(1)
+    try:
+        with Zygote(["numpy"]) as running:
+            running.slot = claim.slots[0]
+            yield running
+    finally:
+        claim.release()
 
 
 def test_memory_counts_what_the_submission_added_not_what_it_inherited(zygote):
     # Hold ~120 MiB for a second, so the grader's memory poll sees it.
     cells = ["import numpy as np, time\nheld = np.ones(15 << 20)\ntime.sleep(1.0)", "print(held.nbytes >> 20)"]
-    result = zygote.execute(ExecutionRequest(cells=cells), LIMITS)
+    result = zygote.execute(ExecutionRequest(cells=cells, slot=zygote.slot), LIMITS)
     assert result.status == "ok", result.reason
     assert result.cells[1].outputs[0]["text"] == "120\n"
     # The zygote's own pages (numpy, IPython: tens of MiB) are not charged to the submission.
@@ -29,7 +35,7 @@ def test_memory_counts_what_the_submission_added_not_what_it_inherited(zygote):
 
 def test_a_refused_allocation_ends_the_submission_as_a_memory_limit(zygote):
     cells = ["raise MemoryError('allocation refused')", "print('never run')"]
-    result = zygote.execute(ExecutionRequest(cells=cells), LIMITS)
+    result = zygote.execute(ExecutionRequest(cells=cells, slot=zygote.slot), LIMITS)
     assert result.status == "memory"
     assert "cell 1 raised MemoryError" in result.reason
     # The cell keeps its error; the cell after it is not run and says why.

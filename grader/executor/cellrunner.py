@@ -331,15 +331,27 @@ class CellRunner:
         # Past the output cap too: the error is what scores the cell.
         self.recorder._send({"output": {"output_type": "error", "ename": str(etype.__name__), "evalue": str(evalue), "traceback": stb}})
 
-    def run(self, code: str) -> int | None:
-        """Run one cell; return its execution_count."""
+    def run(self, code: str) -> tuple[int | None, dict | None]:
+        """Run one cell; return its execution_count and, if it failed, the error as IPython saw it
+        ({"ename", "evalue"}): the grader checks that an error output was really shown."""
+        error = None
         try:
             result = self.shell.run_cell(code, store_history=True)
             count = result.execution_count
+            failure = result.error_before_exec or result.error_in_exec
+            if failure is not None:
+                error = {"ename": type(failure).__name__, "evalue": _safe_str(failure)}
         except OutputLimitExceeded:
             count = self.shell.execution_count
         try:
             self.capture.drain(self.recorder)
         except OutputLimitExceeded:
             pass
-        return count
+        return count, error
+
+
+def _safe_str(value) -> str:
+    try:
+        return str(value)
+    except Exception:  # a student's exception whose __str__ fails
+        return "<unprintable>"

@@ -364,6 +364,13 @@ class Zygote:
                     result.cells.append(CellResult(outputs.outputs + [_error_output("GraderLimitExceeded", reason)], None))
                     result.status, result.reason = status, reason
                     break
+                error = reply.get("error")
+                if isinstance(error, dict) and not any(o.get("output_type") == "error" for o in outputs.outputs):
+                    # The cell failed but its traceback never reached us: the display was muted.
+                    # Show the error as a kernel would have, so the cell scores what it earned.
+                    outputs.outputs.append(_error_output(str(error.get("ename", "Error")), str(error.get("evalue", ""))))
+                    result.flags.append(Flag("runtime", f"cell {index + 1} failed with {error.get('ename')} but its "
+                                                        "traceback display was suppressed; the error is recorded"))
                 result.cells.append(CellResult(outputs.outputs, reply["execution_count"]))
                 _kill_strays(child_pid, keep=child_pid)
                 if _raised_memory_error(outputs.outputs):

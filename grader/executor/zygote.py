@@ -25,7 +25,7 @@ from grader.executor.protocol import ConnectionClosed, recv_message, send_messag
 from grader.executor import rootfs
 from grader.executor.sandbox import SandboxSpec, confine, keep_only_descriptors
 from grader.integrity import audit
-from grader.integrity.pristine import Pristine, snapshot_modules
+from grader.integrity.pristine import Pristine, snapshot_namespaces
 
 
 class CellTimeout(KeyboardInterrupt):
@@ -134,7 +134,7 @@ def run_session(conn: socket.socket) -> None:
 
     runner = CellRunner(output_cap_bytes=start["output_cap_bytes"], send=send_output, capture=capture)
     trust = audit.Trust(rootfs.python_paths())
-    pristine = Pristine(runner.shell, trust.trusted_file, _MODULE_SNAPSHOT)
+    pristine = Pristine(runner.shell, trust.trusted_file, _NAMESPACES)
 
     def report(reason: str) -> None:
         send_output({"flag": reason})
@@ -156,7 +156,7 @@ def run_session(conn: socket.socket) -> None:
             names_before = dict(runner.shell.user_ns)
         signal.setitimer(signal.ITIMER_REAL, message["timeout"])
         try:
-            count = runner.run(message["code"])
+            count, error = runner.run(message["code"])
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         if os.getpid() != my_pid:
@@ -164,7 +164,7 @@ def run_session(conn: socket.socket) -> None:
         if trusted:
             pristine.remember_instructor_names(names_before)
         send_message(conn, {"type": "result", "nonce": message["nonce"], "execution_count": count,
-                            "output_exceeded": runner.recorder.exceeded})
+                            "output_exceeded": runner.recorder.exceeded, "error": error})
 
 
 class _Handler(socketserver.BaseRequestHandler):
@@ -187,7 +187,7 @@ class ZygoteServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
 
 
 _KERNEL_WARNING_FILTERS: list = []  # set by preload: what each submission starts with
-_MODULE_SNAPSHOT: list = []  # set by preload: every module's namespace before student code
+_NAMESPACES = None  # set by preload: the namespaces a verdict depends on, before student code
 
 
 def preload(modules: list[str]) -> None:
@@ -206,7 +206,8 @@ def preload(modules: list[str]) -> None:
     # Every object so far is shared with the children copy-on-write. Moving them out of the
     # garbage collector's reach keeps a child's first full collection from touching (and so
     # copying) every page of the pre-imported heap: tens of milliseconds per submission.
-    _MODULE_SNAPSHOT[:] = snapshot_modules()
+    global _NAMESPACES
+    _NAMESPACES = snapshot_namespaces(modules)
     gc.collect()
     gc.freeze()
 

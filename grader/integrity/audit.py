@@ -127,6 +127,9 @@ def install(trust: Trust, report: Callable[[str], None]) -> None:
                     flag(f"refused: {REFUSED_ANYWHERE[event]}", where)
                     raise PermissionError(f"not allowed while grading: {REFUSED_ANYWHERE[event]}")
                 return
+            if event == "sys._getframe":
+                _judge_frame_access(caller)
+                return
             if event == "object.__getattr__":
                 if len(args) == 2 and type(args[1]) is str and args[1] in _FRAME_ATTRIBUTES:
                     where = untrusted_location(caller, anywhere=False)
@@ -171,6 +174,32 @@ def install(trust: Trust, report: Callable[[str], None]) -> None:
             what = f"changing {defined_in}.{getattr_static_name(target)}.{name if type(name) is str else '?'}"
             flag(f"refused: {what} (patching a library)", where)
             raise PermissionError(f"not allowed while grading: {what}")
+
+    def _judge_frame_access(caller) -> None:
+        """Frames seen from student code called by an instructor cell show the test itself (its
+        source, its expected values): refused when asked for directly, recorded when asked for
+        through a library (traceback.extract_stack, inspect.stack...)."""
+        frame, direct, student_frame, instructor_below = caller, True, None, False
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if student_frame is None and not trust.trusted_file(filename):
+                student_frame = frame
+            elif student_frame is not None and filename.startswith(CELL_PREFIX) and trust.trusted_file(filename):
+                instructor_below = True
+                break
+            if student_frame is None:
+                direct = False
+            frame = frame.f_back
+        if student_frame is None:
+            return
+        where = f"{_cell_name(student_frame.f_code.co_filename)} line {student_frame.f_lineno}"
+        if instructor_below and direct:
+            flag("refused: reading the calling test's frame (sys._getframe) from code a test called", where)
+            raise PermissionError("not allowed while grading: reading the frames of the test that called this code")
+        if instructor_below:
+            flag("recorded: a library read the call stack for code a test called (e.g. traceback.extract_stack)", where)
+        elif direct:
+            flag(f"recorded: {RECORDED_DIRECT['sys._getframe']}", where)
 
     def _judge_open(args: tuple, caller) -> None:
         path = args[0] if args else None

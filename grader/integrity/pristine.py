@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import sys
 import types
+from dataclasses import dataclass
+from itertools import chain
 
 _MISSING = object()
 # What the interpreter and IPython themselves set in sys while running cells (the last error
@@ -34,7 +36,11 @@ SHELL_ATTRIBUTES = (
 
 def _is_untrusted_definition(value, trusted_file) -> bool:
     """Whether ``value`` is a function or class (or an instance of a class) the student defined."""
-    code = getattr(value, "__code__", None) if isinstance(value, types.FunctionType) else None
+    if isinstance(value, (staticmethod, classmethod)):
+        value = value.__func__
+    elif isinstance(value, property):
+        value = value.fget
+    code = value.__code__ if isinstance(value, types.FunctionType) else None
     if code is not None:
         return not trusted_file(code.co_filename)
     cls = value if isinstance(value, type) else type(value)
@@ -42,26 +48,80 @@ def _is_untrusted_definition(value, trusted_file) -> bool:
     return module == "__main__" or (isinstance(module, str) and module not in sys.modules)
 
 
-def snapshot_modules() -> list[tuple[str, types.ModuleType, dict, tuple]]:
-    """(name, module, copy of its namespace, ids of its values) of every module loaded now.
+# Watched always, whatever the assignment imports: the interpreter, the shell that runs the
+# cells, this package's runner, and what tests are commonly written with.
+WATCHED_PACKAGES = ("IPython", "grader", "traitlets", "unittest")
+WATCHED_MODULES = ("builtins", "sys", "math", "cmath", "operator", "functools", "numbers", "warnings",
+                   "traceback", "linecache", "types", "decimal", "fractions", "random", "re", "json")
+_IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: built-in classes nobody can change
 
-    Taken once in the zygote, before it forks: every child shares it copy-on-write."""
-    snapshots = []
+
+@dataclass
+class _Namespace:
+    label: str  # "numpy" or "class torch.Tensor"
+    owner: object  # the module or class
+    snapshot: dict
+    ids: tuple
+
+
+@dataclass
+class NamespaceSnapshot:
+    entries: list
+    all_ids: tuple
+
+
+def _mapping(owner):
+    return owner.__dict__
+
+
+def _all_ids(entries) -> tuple:
+    return tuple(map(id, chain.from_iterable(map(_values, map(_mapping, (entry.owner for entry in entries))))))
+
+
+def _values(mapping):
+    return mapping.values()
+
+
+def snapshot_namespaces(roots: list[str]) -> NamespaceSnapshot:
+    """The namespaces a verdict can depend on, taken once in the zygote before it forks (every
+    child shares them copy-on-write): the modules the assignment imports (``roots``, from its
+    source notebooks) and their submodules one level down, the interpreter's and the shell's
+    (WATCHED_*), and every changeable class those modules expose, with its bases. Watching every
+    loaded module would cost ~60 ms per check with torch and TensorFlow loaded; this costs a few.
+    """
+    roots = {name for name in roots}
+    chosen: dict[str, types.ModuleType] = {}
     for name, module in list(sys.modules.items()):
-        # __main__ is the notebook's own namespace: the student's to change.
-        if isinstance(module, types.ModuleType) and name != "__main__":
-            namespace = dict(module.__dict__)
-            snapshots.append((name, module, namespace, tuple(map(id, namespace.values()))))
-    return snapshots
+        if not isinstance(module, types.ModuleType) or name == "__main__":
+            continue  # __main__ is the notebook's own namespace: the student's to change
+        if name in roots or name in WATCHED_MODULES or name.split(".")[0] in WATCHED_PACKAGES:
+            chosen[name] = module
+    for root in list(roots):
+        module = sys.modules.get(root)
+        if isinstance(module, types.ModuleType):
+            for value in list(vars(module).values()):
+                if isinstance(value, types.ModuleType) and value.__name__.startswith(root + "."):
+                    chosen.setdefault(value.__name__, value)
+    entries = [_Namespace(name, module, dict(vars(module)), ()) for name, module in sorted(chosen.items())]
+    classes: dict[int, type] = {}
+    for module in chosen.values():
+        for value in list(vars(module).values()):
+            if isinstance(value, type):
+                for cls in value.__mro__:
+                    if not cls.__flags__ & _IMMUTABLE_TYPE:
+                        classes.setdefault(id(cls), cls)
+    entries += [_Namespace(f"class {cls.__module__}.{cls.__qualname__}", cls, dict(vars(cls)), ()) for cls in classes.values()]
+    for entry in entries:
+        entry.ids = tuple(map(id, entry.snapshot.values()))
+    return NamespaceSnapshot(entries, _all_ids(entries))
 
 
 class Pristine:
-    def __init__(self, shell, trusted_file, modules: list):
+    def __init__(self, shell, trusted_file, namespaces: NamespaceSnapshot):
         self.shell = shell
         self.trusted_file = trusted_file
-        self.modules = [(name, module, namespace) for name, module, namespace, _ in modules]
-        self._ids = [ids for *_, ids in modules]
-        self.sys_modules = {name: module for name, module, _ in self.modules}
+        self.namespaces = namespaces
+        self.sys_modules = {entry.label: entry.owner for entry in namespaces.entries if isinstance(entry.owner, types.ModuleType)}
         self.shell_dict = dict(shell.__dict__)
         self.trait_values = dict(shell._trait_values)
         self.lists = {  # containers changed in place, not replaced
@@ -149,16 +209,21 @@ class Pristine:
                 reasons.append(f"sys.modules[{name!r}] was replaced; restored")
 
     def _restore_modules(self, reasons: list[str]) -> None:
+        namespaces = self.namespaces
+        if _all_ids(namespaces.entries) == namespaces.all_ids:
+            return  # the common case: nothing changed, checked at C speed
         trusted_file = self.trusted_file
-        for (name, module, snapshot), ids in zip(self.modules, self._ids):
-            current = module.__dict__
-            if len(current) == len(snapshot) and tuple(map(id, current.values())) == ids:
-                continue  # the common case, checked at C speed
+        for entry in namespaces.entries:
+            current = entry.owner.__dict__
+            if tuple(map(id, current.values())) == entry.ids:
+                continue
+            is_module = isinstance(entry.owner, types.ModuleType)
+            snapshot = entry.snapshot
             for key, value in list(current.items()):
                 old = snapshot.get(key, _MISSING)
-                if old is value or (module is sys and key in _SYS_CHANGED_BY_THE_SHELL):
+                if old is value or (entry.owner is sys and key in _SYS_CHANGED_BY_THE_SHELL):
                     continue
-                untrusted = callable(value) and _is_untrusted_definition(value, trusted_file)
+                untrusted = _is_untrusted_definition(value, trusted_file)
                 # A library may rebind its own functions (pyplot does on first use); a function
                 # swapped for one of another name (np.allclose = np.isclose...) is the student.
                 renamed = (
@@ -166,12 +231,25 @@ class Pristine:
                     and getattr(value, "__name__", None) != getattr(old, "__name__", None)
                 )
                 if untrusted or renamed:
-                    if old is _MISSING:
-                        del current[key]
-                    else:
-                        current[key] = old
-                    reasons.append(f"{name}.{key} was replaced by student code; restored")
+                    _put_back(entry.owner, key, old, is_module)
+                    reasons.append(f"{entry.label}.{key} was replaced by student code; restored")
             for key, old in snapshot.items():
                 if key not in current and callable(old):
-                    current[key] = old
-                    reasons.append(f"{name}.{key} was deleted by student code; restored")
+                    _put_back(entry.owner, key, old, is_module)
+                    reasons.append(f"{entry.label}.{key} was deleted by student code; restored")
+            # What is left changed is the libraries' own doing (a cache, a lazy import): the new normal.
+            entry.snapshot = dict(current)
+            entry.ids = tuple(map(id, entry.snapshot.values()))
+        namespaces.all_ids = _all_ids(namespaces.entries)
+
+
+def _put_back(owner, key, old, is_module: bool) -> None:
+    if is_module:
+        if old is _MISSING:
+            owner.__dict__.pop(key, None)
+        else:
+            owner.__dict__[key] = old
+    elif old is _MISSING:
+        delattr(owner, key)
+    else:
+        setattr(owner, key, old)

@@ -193,6 +193,11 @@ _DENIED: dict[str, tuple[str, str]] = {
     "gc.get_referents": (FRAMES, "gc.get_referents"),
     "traceback.walk_stack": (FRAMES, "traceback.walk_stack (the calling frames)"),
     "traceback.walk_tb": (FRAMES, "traceback.walk_tb (a traceback's frames)"),
+    "traceback.extract_stack": (FRAMES, "traceback.extract_stack (the callers' frames and source)"),
+    "traceback.format_stack": (FRAMES, "traceback.format_stack (the callers' frames and source)"),
+    "traceback.print_stack": (FRAMES, "traceback.print_stack (the callers' frames and source)"),
+    "traceback.StackSummary": (FRAMES, "traceback.StackSummary (frames and their source)"),
+    "linecache": (FRAMES, "linecache (the source of every cell that ran, tests included)"),
     "pdb": (FRAMES, "the pdb debugger"),
     "bdb": (FRAMES, "the bdb debugger"),
     "trace": (FRAMES, "the trace module (a trace hook)"),
@@ -296,6 +301,7 @@ _SHELL_ATTRIBUTES = {
     "ast_transformers", "run_cell", "run_cell_async", "run_ast_nodes", "display_pub",
     "display_formatter", "user_ns", "user_ns_hidden", "user_global_ns", "history_manager",
     "register_magic_function", "register_magics", "magics_manager", "excepthook", "displayhook",
+    "_ip", "_showtraceback",
 }
 _SENSITIVE_STRINGS = _FRAME_ATTRIBUTES | _DUNDER_ATTRIBUTES | _SHELL_ATTRIBUTES | {
     "_getframe", "settrace", "setprofile", "addaudithook", "get_objects", "get_referrers", "get_referents",
@@ -332,23 +338,54 @@ def _is_config(qualname: str) -> bool:
     return qualname.startswith("tqdm.") and qualname.endswith(".monitor_interval")
 
 
-def _str_value(node) -> str | None:
-    """The value of a string literal, or of a + concatenation of string literals."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
+def _str_value(node, depth: int = 0) -> str | None:
+    """The value of a string known before the code runs: a literal, and what simple operations
+    make of literals (``+``, slicing such as ``[::-1]``, ``"".join([...])``, f-strings of
+    literals), so that a name spelled backwards or in pieces is still seen."""
+    if isinstance(node, ast.Constant):
+        return node.value if isinstance(node.value, str) else None
+    if depth > 50:
+        return None
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
         parts, stack = [], [node]
         while stack:
             item = stack.pop()
             if isinstance(item, ast.BinOp) and isinstance(item.op, ast.Add):
                 stack += [item.right, item.left]
-            elif isinstance(item, ast.Constant) and isinstance(item.value, str):
-                parts.append(item.value)
+                continue
+            value = _str_value(item, depth + 1)
+            if value is None or len(parts) > 1000:
+                return None
+            parts.append(value)
+        return "".join(parts)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):
+        value = _str_value(node.value, depth + 1)
+        bounds = []
+        for bound in (node.slice.lower, node.slice.upper, node.slice.step):
+            if bound is None:
+                bounds.append(None)
+            elif isinstance(bound, ast.Constant) and isinstance(bound.value, int) and not isinstance(bound.value, bool):
+                bounds.append(bound.value)
+            elif isinstance(bound, ast.UnaryOp) and isinstance(bound.op, ast.USub) \
+                    and isinstance(bound.operand, ast.Constant) and isinstance(bound.operand.value, int):
+                bounds.append(-bound.operand.value)
             else:
                 return None
-            if len(parts) > 1000:
-                return None
-        return "".join(parts)
+        if value is None or bounds[2] == 0:
+            return None
+        return value[slice(*bounds)]
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "join" \
+            and len(node.args) == 1 and not node.keywords and isinstance(node.args[0], (ast.List, ast.Tuple)):
+        separator = _str_value(node.func.value, depth + 1)
+        parts = [_str_value(element, depth + 1) for element in node.args[0].elts]
+        if separator is None or None in parts:
+            return None
+        return separator.join(parts)
+    if isinstance(node, ast.JoinedStr):
+        parts = [_str_value(value, depth + 1) for value in node.values]
+        return None if None in parts else "".join(parts)
+    if isinstance(node, ast.FormattedValue) and node.conversion in (-1, 115) and node.format_spec is None:
+        return _str_value(node.value, depth + 1)  # {'text'} or {'text'!s}
     return None
 
 
@@ -762,6 +799,12 @@ class _Scanner:
                 self.flag(node, DYNAMIC, f"uses {identifier}")
             return
         if isinstance(node.ctx, ast.Load):
+            if identifier in ("exit", "quit") and identifier not in self.names.bound and self.notebook:
+                call = node._parent
+                if not (isinstance(call, ast.Call) and call.func is node):
+                    self.flag(node, IPYTHON, f"uses IPython's {identifier} object other than by calling it "
+                                             "(it holds the shell)")
+                return
             if identifier in _DYNAMIC_BUILTINS and identifier not in self.names.aliases:
                 self._check_dynamic_builtin(node)
                 return
@@ -808,15 +851,17 @@ class _Scanner:
             return
 
     def _visit_Subscript(self, node: ast.Subscript) -> None:
+        if isinstance(node.slice, ast.Slice):
+            self._check_folded(node)
         # `getattr(np, name)[...] = ...`: writing into an attribute fetched by a computed name.
         value = node.value
         if isinstance(node.ctx, (ast.Store, ast.Del)) and isinstance(value, ast.Attribute) and value.attr == "__dict__":
             roots = self.names.resolve(value.value)
             if roots:
                 self.flag(node, MONKEYPATCH, f"writes into the namespace of {_describe(sorted(roots)[0])} (.__dict__)")
-        if isinstance(node.ctx, (ast.Store, ast.Del)) and isinstance(value, ast.Call) and isinstance(value.func, ast.Name) \
-                and value.func.id == "getattr" and len(value.args) >= 2 and _str_value(value.args[1]) is None \
-                and self.names.resolve(value.args[0]):
+        if isinstance(node.ctx, (ast.Store, ast.Del)) and isinstance(value, ast.Call) \
+                and isinstance(value.func, ast.Name) and value.func.id == "getattr" and len(value.args) >= 2 \
+                and _str_value(value.args[1]) is None and self.names.resolve(value.args[0]):
             self.flag(node, DYNAMIC, "writes into an attribute of a module fetched by a computed name")
 
     def _check_dynamic_builtin(self, node: ast.Name) -> None:
@@ -899,6 +944,8 @@ class _Scanner:
     # Calls and strings ------------------------------------------------------------------------
 
     def _visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "join":
+            self._check_folded(node)
         resolved = self.names.resolve(node.func)
         if resolved & {"timeit.timeit", "timeit.repeat", "timeit.Timer"}:
             values = list(node.args) + [keyword.value for keyword in node.keywords]
@@ -911,9 +958,15 @@ class _Scanner:
 
     def _visit_BinOp(self, node: ast.BinOp) -> None:
         if not isinstance(node._parent, ast.BinOp):
-            value = _str_value(node)
-            if value is not None:
-                self._check_string(node, value)
+            self._check_folded(node)
+
+    def _visit_JoinedStr(self, node: ast.JoinedStr) -> None:
+        self._check_folded(node)
+
+    def _check_folded(self, node) -> None:
+        value = _str_value(node)
+        if value is not None:
+            self._check_string(node, value)
 
     def _check_string(self, node, value: str) -> None:
         if "/proc/" in value or value == "/proc":
