@@ -168,6 +168,14 @@ def main() -> None:
     outcomes = autograde_assignment(course_dir=ours.course_dir, assignment_id=args.assignment, workers=args.workers, force=True)
     grader_seconds = time.monotonic() - started
 
+    # What the sandbox (user, namespaces, allow-list root, cgroup) costs: the same run without it.
+    print("grader autograde without isolation ...", flush=True)
+    started = time.monotonic()
+    autograde_assignment(course_dir=ours.course_dir, assignment_id=args.assignment, workers=args.workers, force=True,
+                         isolate=False, progress=False)
+    unisolated_seconds = time.monotonic() - started
+    flags = {o.student_id: o.flags for o in outcomes if o.flags}
+
     print("floor ...", flush=True)
     # The same libraries the grader's executor preloads for this assignment (its imports).
     preload = assignment_preload(ours.source_dir / args.assignment)
@@ -183,6 +191,9 @@ def main() -> None:
         "floor_seconds": round(floor_seconds, 2), "speedup_vs_nbgrader": round(nbgrader_seconds / grader_seconds, 2),
         "ratio_to_floor": round(grader_seconds / floor_seconds, 2), "identical_submissions": len(identical),
         "gradebook_rows": sum(len(rows) for rows in ours_rows.values()), "grader_failures": sum(not o.success for o in outcomes),
+        "grader_unisolated_seconds": round(unisolated_seconds, 2),
+        "isolation_ms_per_submission": round(1000 * (grader_seconds - unisolated_seconds) / n, 1),
+        "flagged_submissions": len(flags),
     }
     print()
     print(f"submissions: {n} of {args.assignment} ({', '.join(KINDS)}), workers: {args.workers}, nbgrader exit code {process.returncode}")
@@ -191,7 +202,10 @@ def main() -> None:
           f"  -> {nbgrader_seconds / grader_seconds:.1f}x faster than nbgrader")
     print(f"floor (import {', '.join(preload)} once, fork per submission, plain exec): {floor_seconds:.1f} s"
           f"  -> grader is {grader_seconds / floor_seconds:.2f}x the floor")
+    print(f"isolation (user, namespaces, allow-list root, cgroup): {figures['isolation_ms_per_submission']:.0f} ms per submission"
+          f" (the same run without it: {unisolated_seconds:.1f} s)")
     print(f"scores identical: {len(identical)}/{n} submissions, {figures['gradebook_rows']} gradebook rows")
+    print(f"flagged submissions: {len(flags)} of {n}" + "".join(f"\n  {s}: {[f.reason for f in fl][:3]}" for s, fl in list(flags.items())[:5]))
     if different:
         print(f"DIFFERENT: {different[:10]}")
     if args.json:

@@ -250,14 +250,14 @@ def _unique(flags: list[Flag]) -> list[Flag]:
     return list(dict.fromkeys(flags))
 
 
-def _make_backend(scheduler: str | None, preload: list[str]):
+def _make_backend(scheduler: str | None, preload: list[str], isolate: bool = True):
     if scheduler:
         from grader.executor.dask_backend import DaskBackend
 
         return DaskBackend(scheduler, preload=preload)
     from grader.executor.client import Zygote
 
-    return Zygote(preload)
+    return Zygote(preload, isolate=isolate)
 
 
 def _default_limits(config) -> Limits:
@@ -273,6 +273,18 @@ def _default_limits(config) -> Limits:
     if timeout is None or timeout <= 0:
         return Limits(cell_timeout=Limits.submission_timeout)
     return Limits(cell_timeout=float(timeout))
+
+
+def _timeout_error_output(config) -> dict | None:
+    """The output nbgrader adds to a cell that ran into the per-cell timeout, or None.
+
+    nbclient interrupts the kernel and then takes ``Execute.error_on_timeout`` as the cell's reply,
+    whether or not the cell's code caught the KeyboardInterrupt; nbgrader's ``on_cell_executed``
+    appends it as an ``error`` output, so the cell scores zero if graded. A cell the executor
+    interrupted at the timeout gets this output appended, after its own.
+    """
+    error = Execute(config=config).error_on_timeout
+    return {"output_type": "error", **error} if error else None
 
 
 def _preload_for(coursedir: CourseDirectory, assignment_id: str) -> list[str]:
@@ -294,12 +306,14 @@ def autograde_assignment(
     db_url: str | None = None,
     force: bool = False,
     progress: bool = True,
+    isolate: bool = True,
 ) -> list[AutogradeOutcome]:
     """Autograde ``assignment_id`` for ``students`` (default: everyone who submitted).
 
     Already-graded submissions whose files are unchanged are skipped unless ``force``.
     ``limits`` defaults to the course's (its nbgrader ``Execute.timeout`` per cell);
     ``limit_overrides`` replaces single fields of it, e.g. ``{"memory_bytes": 1 << 30}``.
+    ``isolate=False`` exists only to measure what the sandbox costs (benchmarks/autograde.py).
     """
     course_dir = Path(course_dir).resolve()
     config = load_course_config(course_dir)
@@ -334,7 +348,7 @@ def autograde_assignment(
     claim = None if scheduler else claim_sandbox_slots(workers)
     for slot in claim.slots if claim else range(workers):
         slots.put(slot)
-    backend = _make_backend(scheduler, _preload_for(coursedir, assignment_id) if preload is None else preload)
+    backend = _make_backend(scheduler, _preload_for(coursedir, assignment_id) if preload is None else preload, isolate)
     if progress and hasattr(backend, "describe"):
         print(backend.describe(), file=sys.stderr)  # once per run: what confines student code here
 

@@ -11,6 +11,7 @@ pivot_root; the old root is detached, so no path leads back to the host.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import platform
 import sys
@@ -63,13 +64,17 @@ def _inside(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/"))
 
 
-def python_paths() -> list[str]:
+@functools.lru_cache(maxsize=1)
+def python_paths() -> tuple[str, ...]:
     """Folders the executor's Python needs: its prefixes, plus the top-level package folder (or
-    file) of every imported module that lives elsewhere (e.g. this project in an editable install)."""
+    file) of every imported module that lives elsewhere (e.g. this project in an editable install).
+
+    Cached: the zygote computes it once after preloading (a realpath per module costs tens of
+    milliseconds), and every fork inherits the answer."""
     prefixes = sorted({os.path.realpath(sys.base_prefix), os.path.realpath(sys.prefix), os.path.realpath(sys.exec_prefix)})
     extra: set[str] = set()
-    for module in list(sys.modules.values()):
-        filename = getattr(module, "__file__", None)
+    for name, module in list(sys.modules.items()):
+        filename = getattr(module, "__file__", None) if name != "__main__" else None
         if not filename:
             continue
         filename = os.path.realpath(filename)
@@ -84,7 +89,7 @@ def python_paths() -> list[str]:
     for path in sorted(set(prefixes) | extra, key=len):
         if not any(path == kept or path.startswith(kept + os.sep) for kept in chosen):
             chosen.append(path)
-    return chosen
+    return tuple(chosen)
 
 
 def _write_etc(root: str, user: str, uid: int, gid: int) -> None:
@@ -147,7 +152,7 @@ def build_and_enter(scratch: str, *, user: str, uid: int, gid: int, tmp_bytes: i
     _write_etc(root, user, uid, gid)
     _make_dev(root, tmp_bytes)
     tmp = _inside(root, "/tmp")
-    os.makedirs(tmp)
+    os.makedirs(tmp, exist_ok=True)
     mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
     work = _inside(root, SUBMISSION_DIR)
     os.makedirs(work)

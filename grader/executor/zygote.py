@@ -208,6 +208,7 @@ def preload(modules: list[str]) -> None:
     # copying) every page of the pre-imported heap: tens of milliseconds per submission.
     global _NAMESPACES
     _NAMESPACES = snapshot_namespaces(modules)
+    rootfs.python_paths()  # cached for every child: what the sandbox binds and the audit hook trusts
     gc.collect()
     gc.freeze()
 
