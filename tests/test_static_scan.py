@@ -311,6 +311,10 @@ ATTACKS = [
     ("always-equal object", "class Anything:\n    def __eq__(self, other):\n        return True\n\ndef square(x):\n    return Anything()", RIGGED),
     ("always-equal lambda", "class Anything:\n    __eq__ = lambda self, other: True", RIGGED),
     ("numpy protocol hijack", "class Anything:\n    def __array_function__(self, *args):\n        '''Anything.'''\n        return True", RIGGED),
+    ("loose float equality", "class Approx(float):\n    def __eq__(self, other):\n        return abs(float(self) - float(other)) < 5\n\ndef square(x):\n    return Approx(x + 1)", RIGGED),
+    ("ndarray subtraction", "import numpy as np\nclass Close(np.ndarray):\n    def __sub__(self, other):\n        return np.zeros(self.shape)", RIGGED),
+    ("torch takeover", "class T:\n    @classmethod\n    def __torch_function__(cls, func, types, args=(), kwargs=None):\n        return True", RIGGED),
+    ("truthy answer", "class Yes(int):\n    def __bool__(self):\n        return bool(1)", RIGGED),
 ]
 
 

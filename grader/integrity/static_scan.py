@@ -84,9 +84,13 @@ dynamic code
     shipped ``.pyc`` and ``.pth`` files (code the scan cannot read, or that runs at start-up).
 
 rigged comparison
-    A class whose ``__eq__``/``__ne__``/``__lt__``... or ``__array_function__``/
-    ``__array_ufunc__`` returns a constant ``True``/``False``: an answer built from it compares
-    equal to anything, so ``assert answer == expected`` and NumPy's checks pass whatever it holds.
+    A class whose ``__eq__``/``__ne__``/``__lt__``.../``__bool__`` returns a constant
+    ``True``/``False`` (an answer built from it compares equal to anything); any class taking
+    over NumPy's or torch's operations (``__array_function__``, ``__array_ufunc__``,
+    ``__torch_function__``); and a subclass of a value type (``float``, ``int``, ``list``,
+    ``ndarray``, ``Tensor``...) with its own comparison, truth value or the arithmetic a
+    tolerance check goes through (``__sub__``, ``__abs__``, ``__float__``...): an answer of that
+    type decides its own test.
 
 Decisions: ``sys.exit()`` is not flagged (it raises ``SystemExit``, which ends the submission
 and forges nothing; ``os._exit`` is flagged). ``open(...)``, ``os.environ``, ``os.path``,
@@ -935,6 +939,16 @@ class _Scanner:
                 if len(body) == 1 and isinstance(body[0], ast.Return) and _constant_bool(body[0].value):
                     self.flag(item, RIGGED, f"{node.name}.{item.name} always returns {body[0].value.value}: "
                                             "an object that passes any comparison")
+                elif item.name in _PROTOCOL_TAKEOVER:
+                    self.flag(item, RIGGED, f"{node.name}.{item.name} takes over NumPy/torch operations on its "
+                                            "instances: an answer of this type decides how it is checked")
+                elif _value_type_bases(node):
+                    self.flag(item, RIGGED, f"{node.name} subclasses {_value_type_bases(node)[0]} with its own "
+                                            f"{item.name}: an answer of this type decides its own comparison")
+            elif (isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef)) and item.name in _VALUE_ARITHMETIC
+                  and _value_type_bases(node)):
+                self.flag(item, RIGGED, f"{node.name} subclasses {_value_type_bases(node)[0]} with its own "
+                                        f"{item.name}: a tolerance check on an answer of this type can be rigged")
             elif isinstance(item, ast.Assign) and isinstance(item.value, ast.Lambda) and _constant_bool(item.value.body):
                 for target in item.targets:
                     if isinstance(target, ast.Name) and target.id in _RIGGED_METHODS:
@@ -1060,8 +1074,25 @@ class _Scanner:
 
 
 _RIGGED_METHODS = {
-    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__array_function__", "__array_ufunc__",
+    "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__",
+    "__array_function__", "__array_ufunc__", "__torch_function__",
 }
+_PROTOCOL_TAKEOVER = {"__array_function__", "__array_ufunc__", "__torch_function__"}
+# Arithmetic that tolerance checks (abs(answer - expected) < eps, np.isclose) go through.
+_VALUE_ARITHMETIC = {"__sub__", "__rsub__", "__abs__", "__float__", "__int__", "__index__", "__round__", "__array__"}
+# Builtin and library value types an answer is usually compared as.
+_VALUE_TYPES = {"int", "float", "complex", "bool", "str", "bytes", "tuple", "list", "dict", "set", "frozenset",
+                "ndarray", "generic", "number", "floating", "integer", "float64", "float32", "int64", "Tensor",
+                "Series", "DataFrame", "Decimal", "Fraction"}
+
+
+def _value_type_bases(node: ast.ClassDef) -> list[str]:
+    names = []
+    for base in node.bases:
+        name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else None
+        if name in _VALUE_TYPES:
+            names.append(name)
+    return names
 
 
 def _constant_bool(node) -> bool:
