@@ -121,11 +121,31 @@ class ForkedExecute(NbGraderPreprocessor):
         for cell, cell_result in zip(runnable, result.cells):
             cell.outputs = [nbformat.from_dict(output) for output in cell_result.outputs]
             cell.execution_count = cell_result.execution_count
+        _sanitize(nb)
         # Files the notebook wrote stay next to it, as they do when nbgrader runs it in a kernel.
         _write_back(folder, result.files)
         context.statuses.append(result)
         context.flags += result.flags
         return nb, resources
+
+
+_SANITIZER = None
+
+
+def _sanitize(nb) -> None:
+    """Take active content (scripts, event handlers, JavaScript outputs, SVG) out of what the
+    student's code displayed and what they wrote in markdown: the instructor opens both in the
+    formgrader and the student's feedback page, under the hub's origin."""
+    global _SANITIZER
+    if _SANITIZER is None:
+        from nbconvert.preprocessors.sanitize import SanitizeHTML
+
+        _SANITIZER = SanitizeHTML(strip=True)
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.outputs = _SANITIZER.sanitize_code_outputs(cell.outputs)
+        elif cell.cell_type in ("markdown", "raw") and not _is_instructor_cell(cell):
+            _SANITIZER.preprocess_cell(cell, {}, index)
 
 
 def _thread_settings() -> dict[str, str]:
@@ -228,7 +248,10 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
         finally:
             _job.context = None
         worst = next((r for r in context.statuses if r.status != "ok"), None)
-        flags = [Flag("tamper", change) for change in changes] + _unique(context.flags)
+        # What `collect` refused to copy (links, devices...) is no longer in submitted/: its flags
+        # were kept with the collect.
+        flags = ([Flag("tamper", change) for change in changes] + store.collect_flags(assignment_id, student_id)
+                 + _unique(context.flags))
         if worst is not None:
             flags.append(Flag("limit", f"{worst.status}: {worst.reason}"))
         try:

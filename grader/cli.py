@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import sys
 from pathlib import Path
@@ -21,7 +22,7 @@ from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
 from grader.report import write_report
 from grader.seats.commands import add_seats_commands
-from grader.status import course_status, status_table
+from grader.status import course_status, flagged_table, status_table, student_statuses
 
 
 def _course_dir_default() -> Path:
@@ -102,7 +103,26 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
-    print(status_table(course_status(course_dir=args.course_dir)))
+    if args.assignment is None:
+        statuses = course_status(course_dir=args.course_dir)
+        if args.json:
+            print(json.dumps([{
+                "assignment_id": status.assignment_id,
+                "duedate": status.duedate.isoformat() if status.duedate else None,
+                "released": status.released, "submitted": status.submitted, "graded": status.graded,
+                "pending": status.pending, "flagged": status.flagged,
+            } for status in statuses], indent=2))
+        else:
+            print(status_table(statuses))
+        return 0
+    students = student_statuses(course_dir=args.course_dir, assignment_id=args.assignment)
+    if args.json:
+        print(json.dumps({"assignment_id": args.assignment, "students": [s.to_dict() for s in students]}, indent=2))
+    else:
+        flagged = sum(status.flagged for status in students)
+        print(f"{args.assignment}: {sum(s.graded for s in students)} graded, "
+              f"{sum(not s.graded for s in students)} pending, {flagged} flagged")
+        print(flagged_table(students))
     return 0
 
 
@@ -195,7 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_accounts_parser(verbs)
 
-    status = verbs.add_parser("status", help="per assignment: released, submitted, graded, pending, flagged")
+    status = verbs.add_parser("status", help="per assignment: released, submitted, graded, pending, flagged; "
+                              "with an assignment: its flagged students and why")
+    status.add_argument("assignment", nargs="?", default=None,
+                        help="one assignment: per student, the score, how grading ended and every flag")
+    status.add_argument("--json", action="store_true", help="print JSON (per student with an assignment)")
     status.set_defaults(handler=_cmd_status)
 
     add_seats_commands(verbs)

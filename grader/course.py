@@ -48,9 +48,17 @@ def instructor_config_text(course: Course) -> str:
         f"c.CourseDirectory.root = {str(course.course_dir)!r}\n"
         f"c.CourseDirectory.db_url = {course.gradebook_url!r}\n"
         + (http_exchange_config(course.exchange_url) if course.exchange_url
-           else f"c.Exchange.root = {str(course.exchange_dir)!r}\n") +
+           else f"c.Exchange.root = {str(course.exchange_dir)!r}\n"
+           # nbgrader's own collect follows symlinks a student leaves in inbound/; this one copies
+           # regular files only (formgrader, `nbgrader collect` and `grader collect` alike).
+           "c.ExchangeFactory.collect = 'grader.exchange.safe_files.Collect'\n") +
         "# Lesson-sized assignments train small networks; nbgrader's 30 s per cell is too tight.\n"
         "c.ExecutePreprocessor.timeout = 300\n"
+        "# What `grader autograde` does with the score of a submission it flags (tampering, files that\n"
+        "# are not regular files, a known way of forging a verdict, a limit hit): \"keep\" it and list\n"
+        "# the submission in `grader status`/`grader report`, or \"zero\" it until an instructor\n"
+        "# reviews it in the formgrader (editing the score there restores it).\n"
+        "c.Grader.flagged_policy = \"keep\"\n"
     )
 
 

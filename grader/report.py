@@ -26,8 +26,9 @@ from matplotlib.ticker import PercentFormatter
 from nbgrader.api import Gradebook, MissingEntry
 from nbgrader.coursedir import CourseDirectory
 
+from grader.integrity.policy import zeroed_by_policy
 from grader.nbgrader_api import GraderError, load_course_config
-from grader.progress import GradedRecord
+from grader.progress import GradedRecord, record_flags
 from grader.status import graded_submissions, is_flagged, pending_students
 
 # What each limit status means, for readers who never saw the executor's code.
@@ -61,6 +62,7 @@ class AssignmentReport:
     pass_rates: list[TestPassRate] = field(default_factory=list)  # hardest first
     pending: list[str] = field(default_factory=list)
     flagged: list[GradedRecord] = field(default_factory=list)
+    zeroed: set[str] = field(default_factory=set)  # flagged students whose score the policy holds at 0
 
 
 def assignment_report(gradebook: Gradebook, *, course_dir: Path, assignment_id: str) -> AssignmentReport:
@@ -78,6 +80,8 @@ def assignment_report(gradebook: Gradebook, *, course_dir: Path, assignment_id: 
         report.scores[student_id] = max(0.0, submission.score - (submission.late_submission_penalty or 0.0))
         if is_flagged(record):
             report.flagged.append(record)
+            if zeroed_by_policy(gradebook, gradebook.course_id, assignment_id, student_id):
+                report.zeroed.add(student_id)
         for notebook in submission.notebooks:
             for grade in notebook.grades:
                 if grade.cell.cell_type != "code" or not grade.max_score:
@@ -178,19 +182,25 @@ def _summary(reports: list[AssignmentReport]) -> str:
 
 
 def _flagged(reports: list[AssignmentReport]) -> str:
-    tampering = [
-        [report.assignment_id, record.student_id,
-         Markup("<ul>" + "".join(f"<li>{html.escape(change)}</li>" for change in record.changes) + "</ul>")]
-        for report in reports for record in report.flagged if record.changes
+    flagged = [
+        [report.assignment_id, record.student_id, record.status,
+         Markup("<ul>" + "".join(f"<li>{html.escape(flag.kind)}: {html.escape(flag.reason)}</li>"
+                                 for flag in record_flags(record)) + "</ul>"),
+         "yes" if record.student_id in report.zeroed else "no"]
+        for report in reports for record in report.flagged
     ]
     limits = [
         [report.assignment_id, record.student_id, record.status, record.reason,
          LIMIT_MEANINGS.get(record.status, "")]
         for report in reports for record in report.flagged if record.status != "ok"
     ]
-    parts = ['<h2 id="flagged">Flagged submissions</h2>\n<h3>Tampering found and repaired</h3>\n',
-             "<p>Graded with the original tests and cells put back; the student's files are unchanged.</p>\n"]
-    parts.append(_table(["assignment", "student", "findings"], tampering) if tampering else "<p>None.</p>\n")
+    parts = ['<h2 id="flagged">Flagged submissions</h2>\n',
+             "<p>Check these before trusting their scores. Tampered notebooks were graded with the original "
+             "tests and cells put back, and files that were not regular files were left out; the student's "
+             "files are unchanged. A score held at 0 (the course's <code>flagged_policy</code> is "
+             "<code>zero</code>) is restored by editing it in the formgrader.</p>\n"]
+    parts.append(_table(["assignment", "student", "status", "flags", "score held at 0"], flagged)
+                 if flagged else "<p>None.</p>\n")
     parts.append("<h3>Limits and crashes</h3>\n<p>Cells after the one that hit the limit were not run.</p>\n")
     parts.append(_table(["assignment", "student", "status", "reason", "meaning"], limits) if limits else "<p>None.</p>\n")
     return "".join(parts)

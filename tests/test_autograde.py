@@ -43,6 +43,11 @@ EXPECTED = {
     "changed-cell-type": (FULL, "ok", "changed from code to markdown"),
     "duplicated-cell-ids": (FULL, "ok", "duplicated cell id"),
     "metadata-changed": ({"test_positive": 1.0, "test_negative": 0.0, "test_arrays": 1.0}, "ok", "metadata of cell 'test_negative' edited"),
+    # Repaired from the release, then graded as the honest notebook is: the real tests decide.
+    "added-graded-cell": (FULL, "ok", "unknown grade id 'bonus_points', 10 points"),
+    "remarked-solution": (FULL, "ok", "nbgrader metadata of cell 'square_answer' edited (grade, points); restored"),
+    "duplicated-test-cell": ({"test_positive": 1.0, "test_negative": 0.0, "test_arrays": 1.0}, "ok",
+                             "cell 'test_negative' appears 2 times; only the copy where the release has it (cell 5)"),
     "malformed-json": (ZERO, "ok", "not valid JSON"),
     "nbformat3": (FULL, "ok", "nbformat 3, converted"),
 }

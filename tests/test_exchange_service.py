@@ -111,6 +111,60 @@ def test_uploads_over_the_limit_are_refused_with_413():
     assert refused.value.status == 413
 
 
+@pytest.mark.parametrize("entry", [{"symlink": "/etc/shadow"}, None, ["a"], 7])
+def test_an_upload_entry_that_is_not_a_regular_files_content_is_refused_naming_it(entry):
+    with pytest.raises(StorageError) as refused:
+        decode_files({"ok.txt": base64.b64encode(b"x").decode(), "data/shadow": entry}, max_bytes=1000)
+    assert refused.value.status == 400
+    assert "'data/shadow': not a regular file" in str(refused.value)
+
+
+def test_a_name_sent_as_a_file_and_as_a_folder_is_refused():
+    with pytest.raises(StorageError) as refused:
+        decode_files({"data": "", "data/x.csv": ""}, max_bytes=1000)
+    assert refused.value.status == 400 and "'data' is sent as a file and as a folder" in str(refused.value)
+
+
+def _http_submit(tmp_path, folder):
+    from nbgrader.auth import Authenticator
+    from nbgrader.coursedir import CourseDirectory
+
+    from grader.exchange import Submit
+
+    config = Config()
+    config.CourseDirectory.course_id = "ai101"
+    config.CourseDirectory.assignment_id = "hw1"
+    config.HttpExchange.service_url = "http://127.0.0.1:9/services/nbgrader-exchange/"  # never reached
+    config.HttpExchange.api_token = "unused"
+    submit = Submit(coursedir=CourseDirectory(config=config), authenticator=Authenticator(config=config), config=config)
+    submit.assignment_dir = str(tmp_path)
+    return submit
+
+
+def test_the_http_submit_plugin_refuses_links_and_special_files_before_sending_anything(tmp_path):
+    import os
+
+    from nbgrader.exchange import ExchangeError
+
+    folder = tmp_path / "hw1"
+    (folder / "data").mkdir(parents=True)
+    (folder / "hw1.ipynb").write_bytes(NOTEBOOK)
+    (tmp_path / "outside.txt").write_text("not mine")
+    os.symlink(tmp_path / "outside.txt", folder / "data" / "link.txt")
+    os.link(tmp_path / "outside.txt", folder / "hard.txt")
+    os.mkfifo(folder / "pipe")
+    submit = _http_submit(tmp_path, folder)
+    with pytest.raises(ExchangeError) as refused:
+        submit.pack(folder)
+    message = str(refused.value)
+    assert "Only regular files" in message
+    for words in ["data/link.txt: symlink to", "hard.txt: hard link", "pipe: fifo"]:
+        assert words in message
+    for name in ["data/link.txt", "hard.txt", "pipe"]:
+        os.unlink(folder / name)
+    assert sorted(submit.pack(folder)) == ["hw1.ipynb"]
+
+
 # --- on a real hub ----------------------------------------------------------------------------
 
 def on_hub(test):
@@ -371,3 +425,14 @@ def test_an_upload_over_the_limit_gets_413_and_stores_nothing(hub, tokens, relea
     assert all(size < MAX_UPLOAD_MB << 20 for size in sizes)
     assert list((storage(hub) / ".tmp").iterdir()) == []
 
+
+
+@on_hub
+def test_an_upload_with_an_entry_that_is_not_a_regular_file_gets_400_naming_it(hub, tokens, released):
+    before = sorted((storage(hub) / "ai101" / "submissions").rglob("*"))
+    body = files_body({"hw1.ipynb": NOTEBOOK})
+    body["files"]["data/secrets"] = {"symlink": "/etc/shadow"}
+    response = call(hub, tokens, "student", "POST", f"/ai101/assignments/{released}/submissions", json=body)
+    assert response.status_code == 400, response.text
+    assert "'data/secrets': not a regular file" in response.json()["message"]
+    assert sorted((storage(hub) / "ai101" / "submissions").rglob("*")) == before

@@ -56,12 +56,16 @@ def test_flagged_submissions_are_listed_with_their_reasons(course, page):
     for student in FLAGGED:
         record = records[student]
         assert f"<td>{student}</td>" in flagged
-        for change in record.changes:
-            assert f"<li>{html.escape(change)}</li>" in flagged  # escaped: the finding quotes a cell id
+        for change in record.changes:  # escaped: the finding quotes a cell id
+            assert f"<li>tamper: {html.escape(change)}</li>" in flagged
+        for flag in record.flags:
+            assert f"<li>{flag.kind}: {html.escape(flag.reason)}</li>" in flagged
         if record.status != "ok":
             assert f"<td>{record.status}</td><td>{html.escape(record.reason)}</td>" in flagged
+            assert f"<li>limit: {html.escape(record.status)}" in flagged
     assert "locked cell &#x27;test_negative&#x27; edited" in flagged
     assert "<td>died</td>" in flagged and "<td>output</td>" in flagged
+    assert "<td>yes</td>" not in flagged  # the course keeps the scores of flagged submissions
     for student in set(GRADED) - set(FLAGGED):
         assert f"<td>{student}</td>" not in flagged
 
@@ -92,3 +96,24 @@ def test_cli_report_returns_zero(course, tmp_path):
     assert (tmp_path / "out" / "index.html").is_file() and (tmp_path / "out" / f"scores-{ASSIGNMENT}.png").is_file()
     assert main(["--course-dir", str(course.course_dir), "report", "--out-dir", str(tmp_path / "x"),
                  "--assignment", "nope"]) == 2
+
+
+def test_flags_of_every_kind_and_a_zeroed_score_are_listed(tmp_path):
+    """A course graded by nbgrader itself (test_integrity_policy.py), tampered-tests flagged with a
+    tamper and a files flag and held at 0 by the "zero" policy."""
+    from test_integrity_policy import FLAGS, nbgrader_graded_course
+
+    from grader.integrity.policy import apply_flagged_policy
+
+    course = nbgrader_graded_course(tmp_path / "course")
+    apply_flagged_policy(course.gradebook_url, course.course_id, ASSIGNMENT, "tampered-tests", FLAGS, "zero")
+    text = write_report(course_dir=course.course_dir, out_dir=tmp_path / "out").read_text(encoding="utf-8")
+    flagged = flagged_section(text)
+    row = flagged[flagged.index("<td>tampered-tests</td>"):]
+    row = row[:row.index("</tr>")]
+    for flag in FLAGS:
+        assert f"<li>{flag.kind}: {html.escape(flag.reason)}</li>" in row
+    assert row.endswith("<td>yes</td>")  # score held at 0 until reviewed
+    assert "<td>solution</td>" not in flagged and "<td>wrong</td>" not in flagged
+    # The zeroed score is what the summary counts: 4 (solution), 2 (wrong), 0.
+    assert "<tr><td>squares</td><td>3</td><td>0</td><td>1</td><td>2.00</td><td>2.00</td><td>5</td></tr>" in text

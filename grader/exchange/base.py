@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from nbgrader.exchange.abc import Exchange
 from nbgrader.utils import ignore_patterns
@@ -75,6 +75,17 @@ class HttpExchange(Exchange):
         parts = (course_id, assignment_id) if self.path_includes_course else (assignment_id,)
         return Path(os.path.abspath(os.path.join(self.assignment_dir, *parts)))
 
+    def refuse_non_regular(self, folder: Path, keep=lambda relative: True) -> None:
+        """Fail, naming them, when ``folder`` holds anything but regular files and directories
+        (symlinks, hard links, devices, fifos, sockets): nothing is ever followed or sent."""
+        from grader.integrity.files import non_regular_entries
+
+        refused = [flag for flag in non_regular_entries(Path(folder))
+                   if keep(PurePosixPath(flag.reason.split(": ", 1)[0]))]
+        if refused:
+            self.fail("Only regular files can be sent to the exchange; remove or replace these and try again:\n"
+                      + "\n".join(f"  {flag.reason}" for flag in refused))
+
     def pack(self, folder: Path) -> dict[str, str]:
         """The files nbgrader would copy from ``folder`` (CourseDirectory ignore, include and
         max_file_size applied), checked against ``CourseDirectory.max_dir_size``."""
@@ -85,8 +96,10 @@ class HttpExchange(Exchange):
             skipped = ignore(dirpath, dirnames + filenames)
             ignored |= {Path(dirpath, name) for name in skipped}
             dirnames[:] = [name for name in dirnames if name not in skipped]
-        files = pack_directory(folder, keep=lambda relative: not any(
-            Path(folder, *relative.parts[:i + 1]) in ignored for i in range(len(relative.parts))))
+        keep = lambda relative: not any(  # noqa: E731
+            Path(folder, *relative.parts[:i + 1]) in ignored for i in range(len(relative.parts)))
+        self.refuse_non_regular(folder, keep)
+        files = pack_directory(folder, keep=keep)
         size = sum(len(content) * 3 // 4 for content in files.values())
         if size > 1000 * self.coursedir.max_dir_size:
             self.fail(f"Directory size is too big: {size} bytes, at most {1000 * self.coursedir.max_dir_size} "

@@ -55,12 +55,16 @@ class ExchangeClient:
 
 
 def pack_directory(folder: Path, *, keep=lambda relative: True) -> dict[str, str]:
-    """Files under ``folder`` that ``keep(relative_path)`` accepts, as ``{"a/b.ipynb": base64}``."""
+    """Regular files under ``folder`` that ``keep(relative_path)`` accepts, as ``{"a/b.ipynb": base64}``.
+
+    Nothing is followed: symlinks, hard links, devices, fifos and sockets are left out (a student's
+    submit refuses them first: :meth:`grader.exchange.base.HttpExchange.refuse_non_regular`)."""
+    from grader.integrity.files import Entry, walk_regular
+
     files = {}
-    for path in sorted(Path(folder).rglob("*")):
-        relative = path.relative_to(folder)
-        if path.is_file() and not path.is_symlink() and keep(relative):
-            files[relative.as_posix()] = base64.b64encode(path.read_bytes()).decode("ascii")
+    for item in walk_regular(Path(folder)):
+        if isinstance(item, Entry) and keep(PurePosixPath(item.relative)):
+            files[item.relative] = base64.b64encode(item.read()).decode("ascii")
     return files
 
 

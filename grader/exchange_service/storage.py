@@ -75,10 +75,18 @@ def decode_files(files: object, *, max_bytes: int) -> dict[PurePosixPath, bytes]
     if len(files) > MAX_FILES:
         raise StorageError(413, f"too many files: {len(files)} (at most {MAX_FILES})")
     decoded, total = {}, 0
+    names = set(files)
     for name, content in files.items():
         path = check_relative_path(name)
         if not isinstance(content, str):
-            raise StorageError(400, f"file {name!r}: content must be a base64 string")
+            # e.g. {"link": {"symlink": "/etc/shadow"}}: the format has no way to send a link, and
+            # a client must not pretend it has.
+            raise StorageError(400, f"file {name!r}: not a regular file; only regular files can be uploaded "
+                                    "(no symlinks, hard links, devices, fifos or sockets); its content must be "
+                                    "a base64 string")
+        for parent in list(path.parents)[:-1]:
+            if parent.as_posix() in names:
+                raise StorageError(400, f"file {name!r}: {parent.as_posix()!r} is sent as a file and as a folder")
         try:
             data = base64.b64decode(content, validate=True)
         except (binascii.Error, ValueError) as error:
@@ -161,7 +169,9 @@ class ExchangeStore:
         for name, data in files.items():
             target = staged.joinpath(*name.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
-            with open(target, "wb") as handle:
+            # A fresh tree of the service's own: O_EXCL|O_NOFOLLOW, nothing there can be a link.
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            with open(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

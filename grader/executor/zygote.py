@@ -163,6 +163,8 @@ def run_session(conn: socket.socket) -> None:
             os._exit(0)  # a process the student forked must never answer for the submission
         if trusted:
             pristine.remember_instructor_names(names_before)
+            for reason in pristine.settle():
+                report(f"during an instructor cell: {reason}")
         send_message(conn, {"type": "result", "nonce": message["nonce"], "execution_count": count,
                             "output_exceeded": runner.recorder.exceeded, "error": error})
 
@@ -207,7 +209,9 @@ def preload(modules: list[str]) -> None:
     # garbage collector's reach keeps a child's first full collection from touching (and so
     # copying) every page of the pre-imported heap: tens of milliseconds per submission.
     global _NAMESPACES
-    _NAMESPACES = snapshot_namespaces(modules)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # reading deprecated attributes of preloaded modules
+        _NAMESPACES = snapshot_namespaces(modules)
     rootfs.python_paths()  # cached for every child: what the sandbox binds and the audit hook trusts
     gc.collect()
     gc.freeze()

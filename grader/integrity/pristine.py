@@ -208,7 +208,15 @@ class Pristine:
                 sys.modules[name] = module
                 reasons.append(f"sys.modules[{name!r}] was replaced; restored")
 
-    def _restore_modules(self, reasons: list[str]) -> None:
+    def settle(self) -> list[str]:
+        """After an instructor cell: what it changed becomes the new normal (a setup cell may well
+        set ``warnings.showwarning``), except values defined by student code it called, which are
+        put back at once."""
+        reasons: list[str] = []
+        self._restore_modules(reasons, strict=False)
+        return reasons
+
+    def _restore_modules(self, reasons: list[str], strict: bool = True) -> None:
         namespaces = self.namespaces
         if _all_ids(namespaces.entries) == namespaces.all_ids:
             return  # the common case: nothing changed, checked at C speed
@@ -226,7 +234,7 @@ class Pristine:
                 untrusted = _is_untrusted_definition(value, trusted_file)
                 # A library may rebind its own functions (pyplot does on first use); a function
                 # swapped for one of another name (np.allclose = np.isclose...) is the student.
-                renamed = (
+                renamed = strict and (
                     not untrusted and old is not _MISSING and callable(old)
                     and getattr(value, "__name__", None) != getattr(old, "__name__", None)
                 )
@@ -234,7 +242,7 @@ class Pristine:
                     _put_back(entry.owner, key, old, is_module)
                     reasons.append(f"{entry.label}.{key} was replaced by student code; restored")
             for key, old in snapshot.items():
-                if key not in current and callable(old):
+                if strict and key not in current and callable(old):
                     _put_back(entry.owner, key, old, is_module)
                     reasons.append(f"{entry.label}.{key} was deleted by student code; restored")
             # What is left changed is the libraries' own doing (a cache, a lazy import): the new normal.

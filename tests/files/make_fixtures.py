@@ -1,5 +1,8 @@
 """Regenerate the fixture notebooks in tests/files/: ``python tests/files/make_fixtures.py``.
 
+``python tests/files/make_fixtures.py CASE...`` writes only those submissions (e.g. a new case),
+leaving ``squares.ipynb`` and every other fixture as they are (cell ids are random).
+
 ``squares/squares.ipynb`` is a tiny nbgrader source assignment (4 autograded points, 1 written
 point); every other notebook is a *student submission* of it, named by the case it exercises.
 Submissions are derived from the release version so they look exactly like a student's file.
@@ -65,7 +68,7 @@ def submissions(release):
         "infinite-loop.ipynb": answer(release, ok + "\nwhile True:\n    pass"),
         "ignores-interrupt.ipynb": answer(release, ok + "\nimport signal\nsignal.signal(signal.SIGALRM, signal.SIG_IGN)\nwhile True:\n    pass"),
         "os-exit.ipynb": answer(release, ok + "\nimport os\nos._exit(0)"),
-        "segfault.ipynb": answer(release, ok + "\nimport ctypes\nctypes.string_at(0)"),
+        "segfault.ipynb": answer(release, ok + "\nimport sys\nsys.setrecursionlimit(1 << 30)\nnested = []\nfor _ in range(10 ** 6):\n    nested = [nested]\nrepr(nested)  # C recursion overflows the stack: SIGSEGV"),
         "fork-bomb.ipynb": answer(release, ok + "\nimport os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"),
         "memory-hog.ipynb": answer(release, ok + "\nimport numpy as np\nhog = [np.ones(1 << 20) for _ in range(100000)]  # 8 MB at a time"),
         "runaway-output.ipynb": answer(release, ok + "\nwhile True:\n    print('spam ' * 200)"),
@@ -93,21 +96,46 @@ def submissions(release):
     cell_by_id(metadata, "test_negative").metadata["nbgrader"]["points"] = 100
     cell_by_id(metadata, "test_negative").metadata["nbgrader"]["locked"] = False
     cases["metadata-changed.ipynb"] = metadata
+    # A cell the student added, carrying grade metadata of a test that does not exist.
+    added = answer(release, ok)
+    added.cells.insert(2, _grade(new_code_cell("assert True"), "bonus_points", grade=True, locked=True, points=10))
+    cases["added-graded-cell.ipynb"] = added
+    # The solution cell re-marked as a graded cell worth points.
+    remarked = answer(release, ok)
+    cell_by_id(remarked, "square_answer").metadata["nbgrader"].update(grade=True, points=5)
+    cases["remarked-solution.ipynb"] = remarked
+    # A copy of a test cell (same grade id, `pass` as source) placed before the real one, with a
+    # wrong answer: only the real test, restored where the release has it, may decide the score.
+    duplicate_test = answer(release, "def square(x):\n    return abs(x) * x")
+    real = cell_by_id(duplicate_test, "test_negative")
+    copy_ = copy.deepcopy(real)
+    copy_.source, copy_["id"] = "pass", "duplicate-test"
+    duplicate_test.cells.insert(duplicate_test.cells.index(real), copy_)
+    cases["duplicated-test-cell.ipynb"] = duplicate_test
     cases["malformed-json.ipynb"] = nbformat.writes(answer(release, ok))[:-40]
     cases["nbformat3.ipynb"] = nbformat.v3.nbjson.writes(nbformat.convert(answer(release, ok), 3))
     return cases
 
 
-def main():
+def main(only: list[str] | None = None):
     from nbgrader.preprocessors import ClearSolutions, ClearHiddenTests, ComputeChecksums, LockCells
 
     source = source_notebook()
-    nbformat.write(source, HERE / "squares" / "squares.ipynb")
+    if only:
+        source = nbformat.read(HERE / "squares" / "squares.ipynb", as_version=4)
+    else:
+        nbformat.write(source, HERE / "squares" / "squares.ipynb")
     # The release as nbgrader makes it (solutions and hidden tests out, checksums in).
     release, resources = copy.deepcopy(source), {}
     for preprocessor in (ClearSolutions(), ClearHiddenTests(), LockCells(), ComputeChecksums()):
         release, resources = preprocessor.preprocess(release, resources)
-    for name, content in submissions(release).items():
+    cases = submissions(release)
+    unknown = sorted(set(only or []) - {name.removesuffix(".ipynb") for name in cases})
+    if unknown:
+        raise SystemExit(f"no such case: {', '.join(unknown)}")
+    for name, content in cases.items():
+        if only and name.removesuffix(".ipynb") not in only:
+            continue
         path = HERE / "submissions" / name
         path.parent.mkdir(exist_ok=True)
         if isinstance(content, str):
@@ -117,4 +145,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
