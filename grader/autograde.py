@@ -36,7 +36,7 @@ from grader.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, cl
 from grader.executor.preload import assignment_preload
 from grader.nbgrader_api import load_course_config
 from grader.nbgrader_speedups import faster_nbgrader
-from grader.progress import GradedRecord, ProgressStore, fingerprint
+from grader.progress import GradedRecord, ProgressStore, fingerprint, record_flags
 from grader.integrity.files import copy_regular_tree, read_regular_files
 from grader.integrity.flags import Flag
 from grader.integrity.policy import apply_flagged_policy, flagged_policy
@@ -69,8 +69,12 @@ class _JobContext:
     slot: int
     limits: Limits
     policy: str = "keep"  # the course's c.Grader.flagged_policy
+    flagged_before: frozenset = frozenset()  # students whose last graded submission had flags
     statuses: list = field(default_factory=list)
     flags: list[Flag] = field(default_factory=list)
+
+    def previously_flagged(self, student_id: str) -> bool:
+        return student_id in self.flagged_before
 
 
 def _is_instructor_cell(cell) -> bool:
@@ -229,12 +233,17 @@ def _static_flags(staged: Path, release: Path) -> list[Flag]:
 
 def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, context: _JobContext, store: ProgressStore) -> AutogradeOutcome:
     started = time.monotonic()
-    with GRADEBOOK_LOCK:
-        coursedir = CourseDirectory(config=config)
-        submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
+    coursedir = CourseDirectory(config=config)
+    submitted = Path(coursedir.format_path(coursedir.submitted_directory, student_id, assignment_id))
+    try:
+        # Staging (copy, repair, static scan) touches only this student's folders: no lock.
         digest = fingerprint(submitted)
+        changes, context.flags[:] = _stage_submission(course_dir, coursedir, assignment_id, student_id)
+    except Exception as error:  # one submission never stops the batch
+        return AutogradeOutcome(student_id, False, "error", error=f"{type(error).__name__}: {error}",
+                                seconds=time.monotonic() - started)
+    with GRADEBOOK_LOCK:
         try:
-            changes, context.flags[:] = _stage_submission(course_dir, coursedir, assignment_id, student_id)
             coursedir.submitted_directory = STAGING_DIRECTORY
             coursedir.assignment_id, coursedir.student_id = assignment_id, student_id
             converter = _ThreadSafeAutograde(coursedir=coursedir, config=config)
@@ -254,12 +263,15 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
                  + _unique(context.flags))
         if worst is not None:
             flags.append(Flag("limit", f"{worst.status}: {worst.reason}"))
-        try:
-            zeroed = apply_flagged_policy(coursedir.db_url, coursedir.course_id, assignment_id, student_id,
-                                          [flag for flag in flags if flag.kind != "limit"], context.policy)
-        except Exception as error:  # the grades are saved; the policy is reported, not fatal
-            flags.append(Flag("runtime", f"flagged policy not applied: {error}"))
-            zeroed = False
+        zeroed = False
+        # "keep" changes no score; the gradebook is opened only to zero, or to undo an earlier
+        # zeroing of a submission that was flagged when last graded.
+        if context.policy != "keep" or context.previously_flagged(student_id):
+            try:
+                zeroed = apply_flagged_policy(coursedir.db_url, coursedir.course_id, assignment_id, student_id,
+                                              [flag for flag in flags if flag.kind != "limit"], context.policy)
+            except Exception as error:  # the grades are saved; the policy is reported, not fatal
+                flags.append(Flag("runtime", f"flagged policy not applied: {error}"))
         outcome = AutogradeOutcome(
             student_id, True, worst.status if worst else "ok", worst.reason if worst else "",
             changes=changes, seconds=time.monotonic() - started, flags=flags, zeroed=zeroed,
@@ -366,6 +378,7 @@ def autograde_assignment(
         return outcomes
 
     policy = flagged_policy(config)
+    flagged_before = frozenset(record.student_id for record in store.records(assignment_id) if record_flags(record))
     slots: queue.Queue[int] = queue.Queue()
     # On a cluster each worker claims slots on its own machine; locally, this run claims them.
     claim = None if scheduler else claim_sandbox_slots(workers)
@@ -378,7 +391,7 @@ def autograde_assignment(
     def run(student: str) -> AutogradeOutcome:
         slot = slots.get()
         try:
-            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, policy), store)
+            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, policy, flagged_before), store)
         finally:
             slots.put(slot)
 

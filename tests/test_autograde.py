@@ -179,3 +179,39 @@ def test_cli_limits_override_only_what_is_given(tmp_path):
     records = {r.student_id: r for r in ProgressStore(course.course_dir).records(ASSIGNMENT)}
     assert records["solution"].status == "ok"
     assert records["memory-hog"].status == "memory" and "> 300 MiB" in records["memory-hog"].reason
+
+
+def test_flagged_policy_zero_holds_a_flagged_score_at_zero_until_reviewed(tmp_path):
+    from grader.cli import main
+
+    course = make_fixture_course(tmp_path, ["solution"])
+    # A correct answer that also replaces a library function: full marks, flagged.
+    folder = course.course_dir / "submitted" / "patcher" / ASSIGNMENT
+    folder.mkdir(parents=True)
+    notebook = nbformat.read(FILES / "submissions" / "solution.ipynb", as_version=4)
+    answer = next(c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "square_answer")
+    answer.source += "\nimport numpy\nnumpy.allclose = lambda *args, **kwargs: True"
+    nbformat.write(notebook, folder / f"{ASSIGNMENT}.ipynb")
+    (folder / "timestamp.txt").write_text("2026-11-20 10:00:00.000000 UTC")
+    config = course.course_dir / "nbgrader_config.py"
+    config.write_text(config.read_text().replace('c.Grader.flagged_policy = "keep"', 'c.Grader.flagged_policy = "zero"'))
+
+    outcomes = {o.student_id: o for o in autograde_assignment(course_dir=course.course_dir, assignment_id=ASSIGNMENT,
+                                                               workers=2, limits=TEST_LIMITS, preload=["numpy"], progress=False)}
+    assert outcomes["solution"].flags == [] and not outcomes["solution"].zeroed
+    assert outcomes["patcher"].zeroed and {flag.kind for flag in outcomes["patcher"].flags} >= {"static", "runtime"}
+    rows = grade_rows(course.gradebook_url, course_id=course.course_id, assignment_id=ASSIGNMENT, student_id="patcher")
+    # The autograded score stays as earned; the manual score the instructor reviews holds it at 0.
+    assert {row.cell: row.auto_score for row in rows if row.autograded} == FULL
+    assert all(row.manual_score == 0 for row in rows if row.autograded)
+
+    import contextlib
+    import io
+    import json
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["--course-dir", str(course.course_dir), "status", ASSIGNMENT, "--json"]) == 0
+    students = {s["student_id"]: s for s in json.loads(printed.getvalue())["students"]}
+    assert students["patcher"]["zeroed"] and students["patcher"]["flags"]
+    assert students["solution"]["flags"] == [] and students["solution"]["score"] == sum(FULL.values())  # the written point waits for a person

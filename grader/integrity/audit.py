@@ -177,8 +177,7 @@ def install(trust: Trust, report: Callable[[str], None]) -> None:
 
     def _judge_frame_access(caller) -> None:
         """Frames seen from student code called by an instructor cell show the test itself (its
-        source, its expected values): refused when asked for directly, recorded when asked for
-        through a library (traceback.extract_stack, inspect.stack...)."""
+        source, its expected values): refused when student code asks for them directly."""
         frame, direct, student_frame, instructor_below = caller, True, None, False
         while frame is not None:
             filename = frame.f_code.co_filename
@@ -196,10 +195,10 @@ def install(trust: Trust, report: Callable[[str], None]) -> None:
         if instructor_below and direct:
             flag("refused: reading the calling test's frame (sys._getframe) from code a test called", where)
             raise PermissionError("not allowed while grading: reading the frames of the test that called this code")
-        if instructor_below:
-            flag("recorded: a library read the call stack for code a test called (e.g. traceback.extract_stack)", where)
-        elif direct:
+        if direct:
             flag(f"recorded: {RECORDED_DIRECT['sys._getframe']}", where)
+        # Through a library (traceback.extract_stack, inspect.stack, and torch or pandas internals
+        # that honest code reaches): not judged here, the static scan names the library calls.
 
     def _judge_open(args: tuple, caller) -> None:
         path = args[0] if args else None
