@@ -174,3 +174,12 @@ def test_honest_code_is_never_flagged(zygote):
     assert result.status == "ok", result.reason
     assert result.flags == []
     assert errors(result, 3) == []
+
+
+def test_an_execute_result_slipped_before_an_error_does_not_score(zygote):
+    # A destructor run while the failing assert unwinds calls the real displayhook first.
+    code = ("import sys\nclass Answer(int):\n    def __del__(self):\n        sys.displayhook('ok')\n"
+            "def square(x):\n    return Answer(x + 1)")
+    result = run(zygote, code, "assert square(3) == 9", trusted=[False, True])
+    assert [o["output_type"] for o in result.cells[1].outputs] == ["error"]
+    assert any("execute_result in a cell that failed" in flag.reason for flag in result.flags)

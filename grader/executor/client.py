@@ -243,6 +243,27 @@ class _CellOutputs:
                 self.outputs.append(dict(output))
 
 
+def _kernel_shaped(outputs: list[dict]) -> tuple[list[dict], list[str]]:
+    """The outputs a kernel could have produced for one cell, and what was dropped.
+
+    A kernel sends at most one execute_result, and none for a cell that failed (the last
+    expression's value is displayed only when the cell completes). nbgrader scores a test cell by
+    the first execute_result or error it meets, so an execute_result slipped in before an error
+    (from a destructor, a thread, or written on the channel directly) would turn a failure into
+    credit: it is dropped and reported.
+    """
+    results = [o for o in outputs if o.get("output_type") == "execute_result"]
+    failed = any(o.get("output_type") == "error" for o in outputs)
+    if failed and results:
+        return [o for o in outputs if o.get("output_type") != "execute_result"], [
+            "an execute_result in a cell that failed (not something a kernel produces); dropped"]
+    if len(results) > 1:
+        keep = results[-1]
+        return [o for o in outputs if o.get("output_type") != "execute_result" or o is keep], [
+            f"{len(results)} execute_results in one cell (a kernel sends at most one); only the last kept"]
+    return outputs, []
+
+
 def _waiting_for_grader(pid: int, fd: int) -> bool | None:
     """Whether ``pid``'s main thread is blocked receiving on descriptor ``fd`` (its connection to
     the grader), from /proc/PID/syscall; None where that cannot be read on this machine."""
@@ -373,6 +394,8 @@ class Zygote:
                 )
                 if outputs.cleared_error:
                     result.flags.append(Flag("runtime", f"cell {index + 1}: an error output was cleared after the cell failed; kept"))
+                if channel.buffer:
+                    channel.corrupt = True  # half a message at the end of a cell: someone else wrote on the pipe
                 if status == "died":
                     crash = [line for line in _tail(os.path.join(scratch, "logs", "fd2.log")).splitlines() if "Fatal Python error" in line]
                     if group is not None and group.oom_killed():
@@ -383,7 +406,9 @@ class Zygote:
                             f" ({crash[-1].strip()})" if crash else " (it exited or was killed)"
                         )
                 if status != "ok":
-                    result.cells.append(CellResult(outputs.outputs + [_error_output("GraderLimitExceeded", reason)], None))
+                    shaped, dropped = _kernel_shaped(outputs.outputs + [_error_output("GraderLimitExceeded", reason)])
+                    result.flags += [Flag("runtime", f"cell {index + 1}: {why}") for why in dropped]
+                    result.cells.append(CellResult(shaped, None))
                     result.status, result.reason = status, reason
                     break
                 error = reply.get("error")
@@ -393,7 +418,9 @@ class Zygote:
                     outputs.outputs.append(_error_output(str(error.get("ename", "Error")), str(error.get("evalue", ""))))
                     result.flags.append(Flag("runtime", f"cell {index + 1} failed with {error.get('ename')} but its "
                                                         "traceback display was suppressed; the error is recorded"))
-                result.cells.append(CellResult(outputs.outputs, reply["execution_count"]))
+                shaped, dropped = _kernel_shaped(outputs.outputs)
+                result.flags += [Flag("runtime", f"cell {index + 1}: {why}") for why in dropped]
+                result.cells.append(CellResult(shaped, reply["execution_count"]))
                 _kill_strays(child_pid, keep=child_pid)
                 if _raised_memory_error(outputs.outputs):
                     # The address-space backstop (sandbox.apply_limits) refused an allocation before
