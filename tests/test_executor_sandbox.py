@@ -182,4 +182,13 @@ def test_an_execute_result_slipped_before_an_error_does_not_score(zygote):
             "def square(x):\n    return Answer(x + 1)")
     result = run(zygote, code, "assert square(3) == 9", trusted=[False, True])
     assert [o["output_type"] for o in result.cells[1].outputs] == ["error"]
-    assert any("execute_result in a cell that failed" in flag.reason for flag in result.flags)
+    assert any("execute_result" in flag.reason and "dropped" in flag.reason for flag in result.flags)
+
+
+def test_an_execute_result_in_a_cell_without_a_final_expression_is_dropped(zygote):
+    # A partial-credit number forged into a passing instructor cell that displays nothing itself.
+    code = "import sys\nclass Answer(int):\n    def __del__(self):\n        sys.displayhook(0.5)\ndef square(x):\n    return Answer(x * x)"
+    result = run(zygote, code, "assert square(3) == 9", "square(2) * 1.0", trusted=[False, True, True])
+    assert result.cells[1].outputs == []
+    assert [o["data"]["text/plain"] for o in result.cells[2].outputs] == ["4.0"]
+    assert any("does not end with an expression" in flag.reason for flag in result.flags)

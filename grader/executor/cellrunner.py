@@ -146,7 +146,8 @@ def prepare_shell() -> RecordingShell:
     """
     if RecordingShell.initialized():
         return RecordingShell.instance()
-    os.environ.setdefault("IPYTHONDIR", tempfile.mkdtemp(prefix="grader-ipython-"))
+    if "IPYTHONDIR" not in os.environ:  # the zygote is given one inside its own folder
+        os.environ["IPYTHONDIR"] = tempfile.mkdtemp(prefix="grader-ipython-")
     config = Config()
     # The history manager would start a saving thread; a kernel's history is not graded anyway.
     config.HistoryManager.enabled = False

@@ -243,7 +243,21 @@ class _CellOutputs:
                 self.outputs.append(dict(output))
 
 
-def _kernel_shaped(outputs: list[dict]) -> tuple[list[dict], list[str]]:
+def _ends_with_expression(code: str) -> bool:
+    """Whether IPython would display a value at the end of this cell (its last statement is an
+    expression); True when the cell cannot be parsed here (then IPython decides)."""
+    import ast
+
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        body = ast.parse(TransformerManager().transform_cell(code)).body
+    except (SyntaxError, ValueError):
+        return True
+    return bool(body) and isinstance(body[-1], ast.Expr)
+
+
+def _kernel_shaped(outputs: list[dict], code: str = "") -> tuple[list[dict], list[str]]:
     """The outputs a kernel could have produced for one cell, and what was dropped.
 
     A kernel sends at most one execute_result, and none for a cell that failed (the last
@@ -254,6 +268,9 @@ def _kernel_shaped(outputs: list[dict]) -> tuple[list[dict], list[str]]:
     """
     results = [o for o in outputs if o.get("output_type") == "execute_result"]
     failed = any(o.get("output_type") == "error" for o in outputs)
+    if results and code and not _ends_with_expression(code):
+        return [o for o in outputs if o.get("output_type") != "execute_result"], [
+            "an execute_result from a cell that does not end with an expression (a kernel shows none); dropped"]
     if failed and results:
         return [o for o in outputs if o.get("output_type") != "execute_result"], [
             "an execute_result in a cell that failed (not something a kernel produces); dropped"]
@@ -406,7 +423,7 @@ class Zygote:
                             f" ({crash[-1].strip()})" if crash else " (it exited or was killed)"
                         )
                 if status != "ok":
-                    shaped, dropped = _kernel_shaped(outputs.outputs + [_error_output("GraderLimitExceeded", reason)])
+                    shaped, dropped = _kernel_shaped(outputs.outputs + [_error_output("GraderLimitExceeded", reason)], code)
                     result.flags += [Flag("runtime", f"cell {index + 1}: {why}") for why in dropped]
                     result.cells.append(CellResult(shaped, None))
                     result.status, result.reason = status, reason
@@ -418,7 +435,7 @@ class Zygote:
                     outputs.outputs.append(_error_output(str(error.get("ename", "Error")), str(error.get("evalue", ""))))
                     result.flags.append(Flag("runtime", f"cell {index + 1} failed with {error.get('ename')} but its "
                                                         "traceback display was suppressed; the error is recorded"))
-                shaped, dropped = _kernel_shaped(outputs.outputs)
+                shaped, dropped = _kernel_shaped(outputs.outputs, code)
                 result.flags += [Flag("runtime", f"cell {index + 1}: {why}") for why in dropped]
                 result.cells.append(CellResult(shaped, reply["execution_count"]))
                 _kill_strays(child_pid, keep=child_pid)
