@@ -15,7 +15,6 @@ import functools
 import os
 import platform
 import sys
-from pathlib import Path
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -179,5 +178,3 @@ def mount_proc() -> None:
 def describe() -> str:
     return "allow-list root (system libraries, Python, private /tmp and /dev/shm, /submission)"
 
-
-__all__ = ["build_and_enter", "mount_proc", "python_paths", "SUBMISSION_DIR", "Path"]
