@@ -15,6 +15,7 @@ way is resumed by running it again.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import queue
 import sys
@@ -88,6 +89,7 @@ class ForkedExecute(NbGraderPreprocessor):
 
     def preprocess(self, nb, resources):
         context: _JobContext = _job.context
+        _check_kernel(nb, resources)
         folder = Path(resources["metadata"]["path"])
         # A student may tag their own cells skip-execution, never the instructor's (nbgrader
         # restores a test cell's source and grade metadata, not its tags).
@@ -122,8 +124,13 @@ class ForkedExecute(NbGraderPreprocessor):
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
+        timeout_error = _timeout_error_output(self.config)
         for cell, cell_result in zip(runnable, result.cells):
-            cell.outputs = [nbformat.from_dict(output) for output in cell_result.outputs]
+            outputs = list(cell_result.outputs)
+            if cell_result.timed_out and timeout_error:
+                # nbgrader adds this to a timed-out cell even when its code caught the interrupt.
+                outputs.append(timeout_error)
+            cell.outputs = [nbformat.from_dict(output) for output in outputs]
             cell.execution_count = cell_result.execution_count
         _sanitize(nb)
         # Files the notebook wrote stay next to it, as they do when nbgrader runs it in a kernel.
@@ -131,6 +138,24 @@ class ForkedExecute(NbGraderPreprocessor):
         context.statuses.append(result)
         context.flags += result.flags
         return nb, resources
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_kernels() -> frozenset[str]:
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    return frozenset(KernelSpecManager().find_kernel_specs())
+
+
+def _check_kernel(nb, resources) -> None:
+    """Refuse, as nbgrader's kernel start does, a notebook whose kernel does not exist here (the
+    kernelspec comes from the instructor's source: OverwriteKernelspec restored it)."""
+    name = nb.metadata.get("kernelspec", {}).get("name")
+    # jupyter_client's KernelManager takes "python" for the interpreter's own kernel.
+    if name and name != "python" and name not in _installed_kernels():
+        from jupyter_client.kernelspec import NoSuchKernel
+
+        raise NoSuchKernel(name)
 
 
 _SANITIZER = None
@@ -145,6 +170,9 @@ def _sanitize(nb) -> None:
         from nbconvert.preprocessors.sanitize import SanitizeHTML
 
         _SANITIZER = SanitizeHTML(strip=True)
+        # Widget views are data for the installed widget manager, not markup: keep them.
+        _SANITIZER.safe_output_keys = _SANITIZER.safe_output_keys | {
+            "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs = _SANITIZER.sanitize_code_outputs(cell.outputs)
@@ -248,6 +276,10 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
             coursedir.assignment_id, coursedir.student_id = assignment_id, student_id
             converter = _ThreadSafeAutograde(coursedir=coursedir, config=config)
             converter.force = True
+            if "AutogradeApp" in config and "permissions" in config.AutogradeApp:
+                # `nbgrader autograde --AutogradeApp.permissions=644` reaches its converter through
+                # the app; there is no app here, so hand it over directly.
+                converter.permissions = config.AutogradeApp.permissions
             converter.autograde_preprocessors = _with_forked_execute(converter.autograde_preprocessors)
             _job.context = context
             converter.start()
@@ -399,6 +431,9 @@ def autograde_assignment(
     # sees the same working directory whichever thread changes it.
     previous = os.getcwd()
     os.chdir(course_dir)
+    # nbgrader puts the course folder on sys.path: course plugins (a late-penalty class in
+    # late_plugin.py) import from there.
+    sys.path.insert(0, str(course_dir))
     # Student code and nbgrader's own preprocessors may test it (see _ThreadSafeAutograde).
     previous_execution = os.environ.get("NBGRADER_EXECUTION")
     os.environ["NBGRADER_EXECUTION"] = "autograde"
@@ -415,6 +450,8 @@ def autograde_assignment(
                     bar.set_postfix_str(f"{outcome.student_id}: {outcome.status}", refresh=False)
     finally:
         os.chdir(previous)
+        if str(course_dir) in sys.path:
+            sys.path.remove(str(course_dir))
         if previous_execution is None:
             os.environ.pop("NBGRADER_EXECUTION", None)
         else:

@@ -78,6 +78,10 @@ class RecordingStream(io.TextIOBase):
     def isatty(self) -> bool:
         return False
 
+    @property
+    def encoding(self) -> str:  # a kernel's streams say UTF-8 (IPython prints "μs" only then)
+        return "UTF-8"
+
 
 class RecordingDisplayHook(DisplayHook):
     """Turns a cell's last expression into an ``execute_result`` output."""

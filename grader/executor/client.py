@@ -55,6 +55,7 @@ class Limits:
 class CellResult:
     outputs: list[dict]
     execution_count: int | None
+    timed_out: bool = False  # interrupted at the per-cell timeout (whether or not the code caught it)
 
 
 @dataclass
@@ -437,7 +438,7 @@ class Zygote:
                                                         "traceback display was suppressed; the error is recorded"))
                 shaped, dropped = _kernel_shaped(outputs.outputs, code)
                 result.flags += [Flag("runtime", f"cell {index + 1}: {why}") for why in dropped]
-                result.cells.append(CellResult(shaped, reply["execution_count"]))
+                result.cells.append(CellResult(shaped, reply["execution_count"], bool(reply.get("timed_out"))))
                 _kill_strays(child_pid, keep=child_pid)
                 if _raised_memory_error(outputs.outputs):
                     # The address-space backstop (sandbox.apply_limits) refused an allocation before

@@ -123,6 +123,11 @@ def _make_dev(root: str, shm_bytes: int) -> None:
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"),
                          ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, os.path.join(dev, name))
+    # Pseudo-terminals of its own (IPython's `!command` runs through one), not the host's.
+    pts = os.path.join(dev, "pts")
+    os.makedirs(pts)
+    mount("devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620")
+    os.symlink("pts/ptmx", os.path.join(dev, "ptmx"))
     shm = os.path.join(dev, "shm")
     os.makedirs(shm)
     mount("tmpfs", shm, "tmpfs", MS_NOSUID | MS_NODEV, f"size={shm_bytes},mode=1777")

@@ -32,7 +32,11 @@ class CellTimeout(KeyboardInterrupt):
     """Raised into a cell that runs past the per-cell timeout, as a kernel interrupt would be."""
 
 
+_ALARMS = []  # set when the per-cell timeout fired in the cell now running (checked by run_session)
+
+
 def _on_alarm(signum, frame):
+    _ALARMS.append(True)
     raise CellTimeout()
 
 
@@ -154,6 +158,7 @@ def run_session(conn: socket.socket) -> None:
                 report(f"before an instructor cell: {reason}")
             trust.cells.add(runner.shell.execution_count)
             names_before = dict(runner.shell.user_ns)
+        _ALARMS.clear()
         signal.setitimer(signal.ITIMER_REAL, message["timeout"])
         try:
             count, error = runner.run(message["code"])
@@ -166,7 +171,7 @@ def run_session(conn: socket.socket) -> None:
             for reason in pristine.settle():
                 report(f"during an instructor cell: {reason}")
         send_message(conn, {"type": "result", "nonce": message["nonce"], "execution_count": count,
-                            "output_exceeded": runner.recorder.exceeded, "error": error})
+                            "output_exceeded": runner.recorder.exceeded, "error": error, "timed_out": bool(_ALARMS)})
 
 
 class _Handler(socketserver.BaseRequestHandler):
