@@ -17,6 +17,7 @@ import sys
 import types
 from dataclasses import dataclass
 from itertools import chain
+from operator import is_
 
 _MISSING = object()
 # What the interpreter and IPython themselves set in sys while running cells (the last error
@@ -61,33 +62,42 @@ class _Namespace:
     label: str  # "numpy" or "class torch.Tensor"
     owner: object  # the module or class
     snapshot: dict
-    ids: tuple
 
 
 @dataclass
 class NamespaceSnapshot:
     entries: list
-    all_ids: tuple
 
+    def unchanged(self) -> bool:
+        """Whether every watched namespace still holds the very same objects, at C speed.
 
-def _mapping(owner):
-    return owner.__dict__
-
-
-def _all_ids(entries) -> tuple:
-    return tuple(map(id, chain.from_iterable(map(_values, map(_mapping, (entry.owner for entry in entries))))))
+        Identity only, through ``operator.is_``: ``==`` would run a student's ``__eq__``, and
+        ``id()`` raises an audit event per call (the audit hook would run 20,000 times)."""
+        owners = [entry.owner.__dict__ for entry in self.entries]
+        if list(map(len, owners)) != [len(entry.snapshot) for entry in self.entries]:
+            return False
+        return all(map(is_, chain.from_iterable(map(_values, owners)),
+                       chain.from_iterable(_values(entry.snapshot) for entry in self.entries)))
 
 
 def _values(mapping):
     return mapping.values()
 
 
+def _same_objects(current, snapshot: dict) -> bool:
+    return len(current) == len(snapshot) and all(map(is_, current.values(), snapshot.values()))
+
+
 def snapshot_namespaces(roots: list[str]) -> NamespaceSnapshot:
     """The namespaces a verdict can depend on, taken once in the zygote before it forks (every
     child shares them copy-on-write): the modules the assignment imports (``roots``, from its
-    source notebooks) and their submodules one level down, the interpreter's and the shell's
-    (WATCHED_*), and every changeable class those modules expose, with its bases. Watching every
-    loaded module would cost ~60 ms per check with torch and TensorFlow loaded; this costs a few.
+    source notebooks) and their submodules one level down (``numpy.testing``, ``torch.nn``), the
+    interpreter's and the shell's (WATCHED_*), the classes those modules define or expose at top
+    level (``torch.Tensor``), and the classes of the shell that runs the cells.
+
+    Every value checked is an object touched in a forked child, and a touched object is a page
+    copied: watching all of torch and TensorFlow (~340,000 values) would cost ~60 ms per check and
+    far more on first touch, so the set is what tests call and what runs the cells.
     """
     roots = {name for name in roots}
     chosen: dict[str, types.ModuleType] = {}
@@ -102,18 +112,27 @@ def snapshot_namespaces(roots: list[str]) -> NamespaceSnapshot:
             for value in list(vars(module).values()):
                 if isinstance(value, types.ModuleType) and value.__name__.startswith(root + "."):
                     chosen.setdefault(value.__name__, value)
-    entries = [_Namespace(name, module, dict(vars(module)), ()) for name, module in sorted(chosen.items())]
+    entries = [_Namespace(name, module, dict(vars(module))) for name, module in sorted(chosen.items())]
     classes: dict[int, type] = {}
-    for module in chosen.values():
+    for name, module in chosen.items():
+        top_level = name in roots or name.split(".")[0] in WATCHED_PACKAGES or name in WATCHED_MODULES
+        if not top_level:
+            continue
         for value in list(vars(module).values()):
-            if isinstance(value, type):
-                for cls in value.__mro__:
-                    if not cls.__flags__ & _IMMUTABLE_TYPE:
-                        classes.setdefault(id(cls), cls)
-    entries += [_Namespace(f"class {cls.__module__}.{cls.__qualname__}", cls, dict(vars(cls)), ()) for cls in classes.values()]
-    for entry in entries:
-        entry.ids = tuple(map(id, entry.snapshot.values()))
-    return NamespaceSnapshot(entries, _all_ids(entries))
+            if isinstance(value, type) and not value.__flags__ & _IMMUTABLE_TYPE:
+                classes.setdefault(id(value), value)
+    shell_class = next((type(v) for v in _shell_instances()), None)
+    for cls in (shell_class.__mro__ if shell_class else ()):
+        if not cls.__flags__ & _IMMUTABLE_TYPE:
+            classes.setdefault(id(cls), cls)
+    entries += [_Namespace(f"class {cls.__module__}.{cls.__qualname__}", cls, dict(vars(cls))) for cls in classes.values()]
+    return NamespaceSnapshot(entries)
+
+
+def _shell_instances():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    return [InteractiveShell.instance()] if InteractiveShell.initialized() else []
 
 
 class Pristine:
@@ -218,12 +237,12 @@ class Pristine:
 
     def _restore_modules(self, reasons: list[str], strict: bool = True) -> None:
         namespaces = self.namespaces
-        if _all_ids(namespaces.entries) == namespaces.all_ids:
+        if namespaces.unchanged():
             return  # the common case: nothing changed, checked at C speed
         trusted_file = self.trusted_file
         for entry in namespaces.entries:
             current = entry.owner.__dict__
-            if tuple(map(id, current.values())) == entry.ids:
+            if _same_objects(current, entry.snapshot):
                 continue
             is_module = isinstance(entry.owner, types.ModuleType)
             snapshot = entry.snapshot
@@ -232,11 +251,14 @@ class Pristine:
                 if old is value or (entry.owner is sys and key in _SYS_CHANGED_BY_THE_SHELL):
                     continue
                 untrusted = _is_untrusted_definition(value, trusted_file)
-                # A library may rebind its own functions (pyplot does on first use); a function
-                # swapped for one of another name (np.allclose = np.isclose...) is the student.
+                # A library may rebind its own functions (pyplot does on first use), and an
+                # instructor's cell may install its own (a setup cell's warnings.showwarning); a
+                # function swapped for a library one of another name (np.allclose = np.isclose...)
+                # is the student.
                 renamed = strict and (
                     not untrusted and old is not _MISSING and callable(old)
                     and getattr(value, "__name__", None) != getattr(old, "__name__", None)
+                    and not _defined_in_a_cell(value)
                 )
                 if untrusted or renamed:
                     _put_back(entry.owner, key, old, is_module)
@@ -247,8 +269,11 @@ class Pristine:
                     reasons.append(f"{entry.label}.{key} was deleted by student code; restored")
             # What is left changed is the libraries' own doing (a cache, a lazy import): the new normal.
             entry.snapshot = dict(current)
-            entry.ids = tuple(map(id, entry.snapshot.values()))
-        namespaces.all_ids = _all_ids(namespaces.entries)
+
+
+def _defined_in_a_cell(value) -> bool:
+    """A function compiled from a notebook cell (whether that cell is trusted is decided apart)."""
+    return isinstance(value, types.FunctionType) and value.__code__.co_filename.startswith("<ipython-input-")
 
 
 def _put_back(owner, key, old, is_module: bool) -> None:
