@@ -77,3 +77,27 @@ def replace_in_solution(nb: nbformat.NotebookNode, old: str, new: str) -> nbform
     assert len(hits) == 1, f"{old!r} occurs in {len(hits)} cells, expected exactly 1"
     hits[0].source = hits[0].source.replace(old, new)
     return nb
+
+
+def _grade_id(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def with_answer(nb: nbformat.NotebookNode, grade_id: str, source: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` whose answer cell ``grade_id`` holds ``source`` instead: a student's own
+    way of writing that answer (the "correct but written differently" submissions)."""
+    nb = nbformat.from_dict(nb)
+    hits = [cell for cell in nb.cells if _grade_id(cell) == grade_id]
+    assert len(hits) == 1, f"{grade_id!r} names {len(hits)} cells, expected exactly 1"
+    assert hits[0].metadata["nbgrader"].get("solution"), f"{grade_id!r} is not an answer cell"
+    hits[0].source = source
+    return nb
+
+
+def with_extra_cell(nb: nbformat.NotebookNode, after_grade_id: str, source: str) -> nbformat.NotebookNode:
+    """A copy of ``nb`` with a student's own code cell (no nbgrader metadata) right after ``after_grade_id``."""
+    nb = nbformat.from_dict(nb)
+    index = [i for i, cell in enumerate(nb.cells) if _grade_id(cell) == after_grade_id]
+    assert len(index) == 1, f"{after_grade_id!r} names {len(index)} cells, expected exactly 1"
+    nb.cells.insert(index[0] + 1, nbformat.v4.new_code_cell(source))
+    return nb

@@ -1,10 +1,12 @@
 """Tests of the tests of assignment A1 (backpropagation by hand), graded by real nbgrader.
 
 One throw-away course grades, in a single autograde call, the source notebook (the solution),
-the blank released notebook, and one "student" per wrong implementation. The solution must score
-full marks on every autograded cell, the blank release zero, and each wrong implementation must
-lose exactly the points of the one test cell meant to catch it — no more (test cells are isolated
-from each other's units) and no less.
+the blank released notebook, one "student" per wrong implementation and one per correct answer
+written differently. The solution must score full marks on every autograded cell, the blank release
+zero, each wrong implementation must lose exactly the points of the one test cell meant to catch it —
+no more (test cells are isolated from each other's units) and no less — and each correct answer
+written differently (loops, an epsilon-guarded log, a validation loss every epoch, float32
+minibatches, a warning raised on purpose, extra cells...) must score full marks.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from nbgrader_helpers import (
     replace_in_solution,
     source_notebook,
     submit_directly,
+    with_answer,
+    with_extra_cell,
 )
 
 pytestmark = pytest.mark.slow
@@ -79,6 +83,261 @@ WRONG_IMPLEMENTATIONS = {
         "for start in range(0, len(X) - batch_size + 1, batch_size):",
         "test_training",
     ),
+    # --- plausible mistakes added with the "fair to correct work" review (issue 19) ---
+    # The derivative at the kink taken as 1: the spec says 0, and the hidden tests hit exact zeros.
+    "relu_backward_kink_as_one": (
+        "relu", "dx = dout * (x > 0)", "dx = dout * (x >= 0)",
+        "test_relu_backward",
+    ),
+    # ReLU forward that overwrites its input (the caller's array changes).
+    "relu_forward_in_place": (
+        "relu", "out = np.maximum(x, 0.0)", "out = np.maximum(x, 0.0, out=x)",
+        "test_relu_forward",
+    ),
+    # Softmax normalised over the batch instead of over the classes.
+    "softmax_wrong_axis": (
+        "softmax", "return exps / exps.sum(axis=1, keepdims=True)", "return exps / exps.sum(axis=0, keepdims=True)",
+        "test_softmax",
+    ),
+    # Shifting by the maximum of the whole batch instead of each row's: rows far apart underflow to 0/0.
+    "softmax_global_max": (
+        "softmax", "shifted = z - z.max(axis=1, keepdims=True)", "shifted = z - z.max()",
+        "test_softmax",
+    ),
+    # The loss summed over the batch although the gradient is of the mean.
+    "ce_loss_summed": (
+        "softmax_cross_entropy", "loss = float(-np.mean(np.log(probs[np.arange(n), y])))",
+        "loss = float(-np.sum(np.log(probs[np.arange(n), y])))",
+        "test_softmax_cross_entropy",
+    ),
+    # dW averaged over the batch (the mean belongs to the loss, which already carries 1/N).
+    "affine_dW_averaged": (
+        "affine_backward", "dW = x.T @ dout", "dW = x.T @ dout / x.shape[0]",
+        "test_affine_backward",
+    ),
+    # The cache leaves out the bias: the contract says (x, W, b).
+    "affine_cache_without_bias": (
+        "affine_forward", "cache = (x, W, b)\n    return out, cache", "cache = (x, W)\n    return out, cache",
+        "test_affine_forward",
+    ),
+    # With y=None the network returns probabilities, not scores (predict still works: same argmax).
+    "scores_path_returns_probabilities": (
+        "two_layer_loss", "if y is None:\n        return scores", "if y is None:\n        return softmax(scores)",
+        "test_two_layer_loss",
+    ),
+    # sgd_step builds new arrays instead of updating in place (the spec asks for in place).
+    "sgd_not_in_place": (
+        "sgd_and_train", "params[name] -= lr * grads[name]", "params[name] = params[name] - lr * grads[name]",
+        "test_training",
+    ),
+    # The weights are updated, the biases never.
+    "sgd_skips_biases": (
+        "sgd_and_train", "for name in params:\n        params[name]", "for name in [k for k in params if k.startswith('W')]:\n        params[name]",
+        "test_training",
+    ),
+    # Minibatches taken in the original order, ignoring the shuffled `order`.
+    "train_ignores_shuffle": (
+        "sgd_and_train", "batch = order[start:start + batch_size]", "batch = np.arange(start, min(start + batch_size, len(X)))",
+        "test_training",
+    ),
+}
+
+
+# Correct answers written differently from the solution: each must score full marks. name: list of
+# (answer cell, its whole new source); EXTRA_CELLS adds a student's own cell after the named one.
+DIFFERENT_BUT_CORRECT = {
+    # Explicit Python loops instead of matrix products.
+    "loops_not_vectorised": [
+        ("affine_forward", """def affine_forward(x, W, b):
+    n, d = x.shape
+    m = W.shape[1]
+    out = np.zeros((n, m))
+    for i in range(n):
+        for j in range(m):
+            total = b[j]
+            for k in range(d):
+                total += x[i, k] * W[k, j]
+            out[i, j] = total
+    return out, (x, W, b)
+"""),
+        ("affine_backward", """def affine_backward(dout, cache):
+    x, W, b = cache
+    dx, dW, db = np.zeros_like(x), np.zeros_like(W), np.zeros_like(b)
+    for i in range(x.shape[0]):
+        dx[i] = W @ dout[i]
+        dW += np.outer(x[i], dout[i])
+        db += dout[i]
+    return dx, dW, db
+"""),
+    ],
+    # An epsilon guard inside the log, a one-hot helper, and the gradient built in place.
+    "eps_guarded_log_and_helper": [
+        ("softmax_cross_entropy", """def one_hot(labels, num_classes):
+    encoded = np.zeros((len(labels), num_classes))
+    encoded[np.arange(len(labels)), labels] = 1.0
+    return encoded
+
+
+def softmax_cross_entropy(logits, y):
+    probs = softmax(logits)
+    picked = np.sum(probs * one_hot(y, logits.shape[1]), axis=1)
+    loss = -np.mean(np.log(picked + 1e-12))
+    return float(loss), (probs - one_hot(y, logits.shape[1])) / len(y)
+"""),
+    ],
+    # Log-sum-exp form of the loss (another numerically sound formula), einsum layers.
+    "logsumexp_and_einsum": [
+        ("softmax_cross_entropy", """from scipy.special import logsumexp
+
+def softmax_cross_entropy(logits, y):
+    n = len(y)
+    loss = np.mean(logsumexp(logits, axis=1) - logits[np.arange(n), y])
+    grad = softmax(logits)
+    grad[np.arange(n), y] -= 1
+    grad /= n
+    return float(loss), grad
+"""),
+        ("affine_forward", """def affine_forward(x, W, b):
+    return np.einsum("nd,dm->nm", x, W) + b[np.newaxis, :], (x, W, b)
+"""),
+    ],
+    # scipy's softmax (it shifts by the maximum itself), np.where and a masked copy for the ReLU.
+    "library_softmax_and_where": [
+        ("softmax", """import scipy.special
+
+def softmax(z):
+    return scipy.special.softmax(z, axis=1)
+"""),
+        ("relu", """def relu_forward(x):
+    return np.where(x > 0, x, 0.0), x
+
+
+def relu_backward(dout, cache):
+    dx = np.array(dout, copy=True)
+    dx[cache <= 0] = 0.0
+    return dx
+"""),
+    ],
+    # A training loop that also reports the validation loss each epoch (labelled calls that are
+    # not SGD steps), uses float32 minibatches, and prints as it goes.
+    "validation_loss_each_epoch_float32": [
+        ("sgd_and_train", """def sgd_step(params, grads, lr):
+    for name, grad in grads.items():
+        np.subtract(params[name], lr * grad, out=params[name])
+
+
+def train(X, y, X_val, y_val, *, hidden_size, lr, num_epochs, batch_size, seed=0, progress=False):
+    rng = np.random.default_rng(seed)
+    params = init_two_layer(X.shape[1], hidden_size, int(y.max()) + 1, rng)
+    history = {"loss": [], "train_acc": [], "val_acc": [], "val_loss": []}
+    for epoch in tqdm(range(num_epochs), desc="epochs", disable=not progress):
+        order = rng.permutation(len(X))
+        epoch_losses = []
+        start = 0
+        while start < len(X):
+            batch = order[start:start + batch_size]
+            loss, grads = two_layer_loss(X[batch].astype(np.float32), y[batch], params)
+            sgd_step(params, grads, lr)
+            epoch_losses.append(loss)
+            start += batch_size
+        val_loss, _ = two_layer_loss(X_val, y_val, params)
+        history["val_loss"].append(val_loss)
+        print(f"epoch {epoch + 1}: validation loss {val_loss:.3f}")
+        history["loss"].append(float(np.mean(epoch_losses)))
+        history["train_acc"].append(accuracy(params, X, y))
+        history["val_acc"].append(accuracy(params, X_val, y_val))
+    return params, history
+"""),
+    ],
+    # Equal-sized minibatches with np.array_split (none larger than batch_size) and the loss of
+    # the whole training set evaluated before the first step, as a "before" reference.
+    "array_split_batches": [
+        ("sgd_and_train", """def sgd_step(params, grads, lr):
+    for name in params:
+        params[name] -= lr * grads[name]
+
+
+def train(X, y, X_val, y_val, *, hidden_size, lr, num_epochs, batch_size, seed=0, progress=False):
+    rng = np.random.default_rng(seed)
+    params = init_two_layer(X.shape[1], hidden_size, int(y.max()) + 1, rng)
+    history = {"loss": [], "train_acc": [], "val_acc": []}
+    initial_loss, _ = two_layer_loss(X, y, params)
+    for epoch in tqdm(range(num_epochs), desc="epochs", disable=not progress):
+        order = rng.permutation(len(X))
+        epoch_losses = []
+        for batch in np.array_split(order, -(-len(X) // batch_size)):
+            loss, grads = two_layer_loss(X[batch], y[batch], params)
+            sgd_step(params, grads, lr)
+            epoch_losses.append(loss)
+        history["loss"].append(float(np.mean(epoch_losses)))
+        history["train_acc"].append(accuracy(params, X, y))
+        history["val_acc"].append(accuracy(params, X_val, y_val))
+    return params, history
+"""),
+    ],
+    # The network written as a list of layers walked forwards and backwards; a ReLU that warns,
+    # on purpose, when it meets an exact zero (the warning must not cost points).
+    "layer_list_and_a_warning": [
+        ("two_layer_loss", """def two_layer_loss(X, y, params):
+    caches = []
+    out = X
+    for step in ("affine1", "relu", "affine2"):
+        if step == "relu":
+            out, cache = relu_forward(out)
+        else:
+            layer = step[-1]
+            out, cache = affine_forward(out, params["W" + layer], params["b" + layer])
+        caches.append((step, cache))
+    if y is None:
+        return out
+    loss, grad = softmax_cross_entropy(out, y)
+    grads = {}
+    for step, cache in reversed(caches):
+        if step == "relu":
+            grad = relu_backward(grad, cache)
+        else:
+            layer = step[-1]
+            grad, grads["W" + layer], grads["b" + layer] = affine_backward(grad, cache)
+    return loss, grads
+"""),
+        ("relu", """import warnings
+
+def relu_forward(x):
+    return np.maximum(x, 0), x
+
+
+def relu_backward(dout, cache):
+    if np.any(cache == 0):
+        warnings.warn("ReLU met an exact zero; taking the derivative 0 there")
+    return dout * (cache > 0)
+"""),
+    ],
+    # Other valid formulas: softmax through exp(z - logsumexp) and dx via np.dot with transposes.
+    "exp_minus_logsumexp": [
+        ("softmax", """def softmax(z):
+    m = np.max(z, axis=-1, keepdims=True)
+    log_norm = m + np.log(np.sum(np.exp(z - m), axis=-1, keepdims=True))
+    return np.exp(z - log_norm)
+"""),
+        ("affine_backward", """def affine_backward(dout, cache):
+    x, W, _ = cache
+    return np.dot(dout, W.T), np.dot(x.T, dout), np.sum(dout, axis=0)
+"""),
+    ],
+}
+
+EXTRA_CELLS = {
+    # Extra cells of the student's own: prints and a plot between the graded parts.
+    "extra_prints_and_plots": [
+        ("relu", """xs = np.linspace(-3, 3, 61)
+plt.plot(xs, relu_forward(xs)[0], label="ReLU")
+plt.plot(xs, relu_backward(np.ones_like(xs), xs), label="its derivative")
+plt.legend()
+plt.show()
+print("my ReLU looks right")
+"""),
+        ("softmax_cross_entropy", """print(softmax_cross_entropy(np.array([[2.0, 1.0, 0.1]]), np.array([0])))"""),
+    ],
 }
 
 
@@ -126,6 +385,16 @@ def graded(tmp_path_factory, source):
     students = {"solution": source, "blank": released}
     for name, (cell_id, old, new, _) in WRONG_IMPLEMENTATIONS.items():
         students[name] = _wrong(source, cell_id, old, new)
+    for name, answers in DIFFERENT_BUT_CORRECT.items():
+        nb = source
+        for cell_id, code in answers:
+            nb = with_answer(nb, cell_id, code)
+        students[name] = nb
+    for name, cells in EXTRA_CELLS.items():
+        nb = source
+        for after, code in cells:
+            nb = with_extra_cell(nb, after, code)
+        students[name] = nb
     for student, nb in students.items():
         submit_directly(course, ASSIGNMENT, student, {NOTEBOOK: nb})
     scores = autograde_scores(course, ASSIGNMENT, list(students))
@@ -188,3 +457,14 @@ def test_wrong_implementation_loses_exactly_its_cell(graded, source, student):
     expected = {cell: (0.0 if cell == catcher else points) for cell, points in _test_cells(source).items()}
     scores = graded["scores"][student]
     assert {cell: scores[cell] for cell in expected} == expected
+
+
+@pytest.mark.parametrize("student", sorted(DIFFERENT_BUT_CORRECT) + sorted(EXTRA_CELLS))
+def test_correct_work_written_differently_scores_full_marks(graded, source, student):
+    scores = graded["scores"][student]
+    assert {cell: scores[cell] for cell in _test_cells(source)} == _test_cells(source)
+
+
+def test_there_are_enough_cases():
+    assert len(DIFFERENT_BUT_CORRECT) + len(EXTRA_CELLS) >= 8
+    assert len(WRONG_IMPLEMENTATIONS) >= 17

@@ -154,3 +154,26 @@ def test_pick_device_falls_back_to_cpu():
         assert fu.pick_device("auto").type == "cpu"
         with pytest.raises(RuntimeError):
             fu.pick_device("cuda")
+
+
+def test_exact_float32_matmuls_switches_tf32_off_in_both_frameworks():
+    """Lessons 1.4 and 2.1 compare PyTorch and TensorFlow in float32; TF32 (TensorFlow's default on
+    Ampere/Hopper GPUs) would break that on a GPU. The switch itself is checked here, on any machine."""
+    tf = pytest.importorskip("tensorflow")
+    fu.exact_float32_matmuls()
+    assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+    assert not tf.config.experimental.tensor_float_32_execution_enabled()
+
+
+def test_linear_warmup_schedule_matches_transformers():
+    """The hand-written warm-up schedule of lesson 2.2 equals the library's, step by step."""
+    transformers = pytest.importorskip("transformers")
+    warmup, total = 7, 40
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0)
+    reference = transformers.get_linear_schedule_with_warmup(optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    for step in range(total + 3):
+        assert fu.linear_warmup_schedule(step, warmup_steps=warmup, total_steps=total) == pytest.approx(reference.get_last_lr()[0])
+        optimizer.step()
+        reference.step()
+    assert fu.linear_warmup_schedule(0, warmup_steps=warmup, total_steps=total) == 0.0
+    assert fu.linear_warmup_schedule(warmup, warmup_steps=warmup, total_steps=total) == 1.0

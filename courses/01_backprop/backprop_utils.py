@@ -143,9 +143,11 @@ def load_digits_split(*, seed=0, val_fraction=0.2, test_fraction=0.2, n_samples=
     """Lesson 01 (split used from lesson 05). The 8x8 digits bundled with scikit-learn, split.
 
     Returns ``dict(X_train, y_train, X_val, y_val, X_test, y_test, pixel_mean, pixel_scale)``
-    (float64, int64). Pixels (0-16) are standardised, ``(raw - pixel_mean) / pixel_scale``, with
-    statistics of the *training* rows only, so nothing about validation or test data leaks into
-    training. Splits are stratified by class.
+    (float64, int64). Pixels (0-16) are centred and scaled, ``(raw - pixel_mean) / pixel_scale`` with
+    ``pixel_scale = std + 1`` (not plain standardisation: several border pixels are always 0, std 0,
+    and the +1 keeps them finite and damps near-constant pixels), with statistics of the *training*
+    rows only, so nothing about validation or test data leaks into training. Splits are stratified
+    by class.
     ``n_samples`` keeps a stratified subset first (for quick runs).
     """
     from sklearn.datasets import load_digits

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: a saved widget bar shows "model not found" after a kernel restart
 
 DATA_DIR = Path(__file__).resolve().parent / "data" / "support_intents"
 
@@ -39,6 +39,22 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def exact_float32_matmuls() -> None:
+    """Lesson 1 (and lesson 1.4). Switch TF32 off for float32 matrix products in PyTorch *and* TensorFlow.
+
+    On Ampere and Hopper GPUs TensorFlow runs float32 matmuls and convolutions in TF32 (a 10-bit
+    mantissa, relative error about 1e-3) by default, and PyTorch does when allowed; a comparison of
+    the two frameworks to 1e-5 then fails on a GPU although it passes on a CPU. No effect on a CPU.
+    """
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        import tensorflow as tf
+    except ImportError:  # a PyTorch-only environment has nothing more to switch off
+        return
+    tf.config.experimental.enable_tensor_float_32_execution(False)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -148,13 +164,25 @@ def head_from_probe(head: nn.Linear, probe) -> None:
         head.bias.copy_(torch.as_tensor(probe.intercept_, dtype=head.bias.dtype))
 
 
+def linear_warmup_schedule(step: int, *, warmup_steps: int, total_steps: int) -> float:
+    """Lesson 2. Learning-rate factor at optimiser step ``step`` (0-based): a linear warm-up from 0 to 1
+    over ``warmup_steps``, then a linear decay to 0 at ``total_steps`` (the schedule of BERT and of
+    ``transformers.get_linear_schedule_with_warmup``). Warm-up keeps the first, large and noisy updates
+    of a fresh head from wrecking the pretrained weights."""
+    if step < warmup_steps:
+        return step / max(1, warmup_steps)
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+
 def train_classifier(model: nn.Module, tokenizer, texts, labels, *, device: torch.device, num_epochs: int,
                      batch_size: int, lr: float, head_lr: float | None = None, max_length: int,
-                     seed: int = 0, desc: str = "fine-tune") -> list[float]:
+                     seed: int = 0, desc: str = "fine-tune", warmup_fraction: float | None = None) -> list[float]:
     """Lesson 2. AdamW on every parameter that requires a gradient; returns the loss of each step.
 
     ``head_lr`` (default ``lr``) applies to parameters whose name starts with ``head.``. On a GPU the
-    forward pass runs in mixed precision (float16 also gets a gradient scaler)."""
+    forward pass runs in mixed precision (float16 also gets a gradient scaler). With
+    ``warmup_fraction`` the rates follow :func:`linear_warmup_schedule` with that share of the steps
+    as warm-up; without it they stay constant."""
     head_lr = lr if head_lr is None else head_lr
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [
@@ -167,6 +195,11 @@ def train_classifier(model: nn.Module, tokenizer, texts, labels, *, device: torc
     loss_fn = nn.CrossEntropyLoss()
     losses = []
     steps = num_epochs * math.ceil(len(texts) / batch_size)
+    scheduler = None
+    if warmup_fraction is not None:
+        warmup_steps = round(warmup_fraction * steps)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: linear_warmup_schedule(step, warmup_steps=warmup_steps, total_steps=steps))
     with tqdm(total=steps, desc=desc) as bar:
         for epoch in range(num_epochs):
             model.train()
@@ -179,6 +212,8 @@ def train_classifier(model: nn.Module, tokenizer, texts, labels, *, device: torc
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
                 scaler.update()
+                if scheduler is not None:
+                    scheduler.step()
                 losses.append(loss.item())
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.3f}")

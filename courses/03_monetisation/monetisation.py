@@ -501,7 +501,7 @@ def monte_carlo(
     draws = {name: sampler(rng, n_draws) for name, sampler in samplers.items()}
     indices = range(n_draws)
     if progress:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm  # text bars: saved widget bars break after a kernel restart
 
         indices = tqdm(indices, desc="Monte Carlo", leave=False)
     out = np.empty(n_draws)
@@ -532,11 +532,13 @@ def plot_distribution(ax, draws: np.ndarray, xlabel: str, percentiles: Sequence[
     """
     finite = np.asarray(draws, dtype=float)
     finite = finite[np.isfinite(finite)]
-    values = dict(zip(percentiles, np.percentile(finite, percentiles)))
+    # Plain floats, so printed results read 0.495 rather than np.float64(0.495) under NumPy 2.
+    values = {p: float(v) for p, v in zip(percentiles, np.percentile(finite, percentiles))}
     ax.hist(finite, bins=bins, color="tab:gray", alpha=0.7)
-    for p, v in values.items():
+    for i, (p, v) in enumerate(values.items()):
         ax.axvline(v, color="tab:red", ls="--", lw=1)
-        ax.text(v, ax.get_ylim()[1] * 0.95, f"P{p:g}", rotation=90, va="top", ha="right", fontsize=8)
+        # Labels at staggered heights (axes coordinates), so close percentiles do not overprint.
+        ax.text(v, 0.97 - 0.12 * (i % 3), f" P{p:g}", transform=ax.get_xaxis_transform(), va="top", ha="left", fontsize=8)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("draws")
     return values

@@ -1,0 +1,34 @@
+"""GPU-only checks of the lessons whose float32 framework comparisons depend on TF32 being off.
+
+On Ampere and Hopper GPUs TensorFlow runs float32 matrix products in TF32 by default (PyTorch when
+allowed); lessons 1.4 and 2.1 switch it off in both frameworks, and these runs on a CUDA device show
+their PyTorch/TensorFlow comparisons still hold there. Skipped without a GPU.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from grader.notebooks import notebook_smoke_parameters, run_notebook
+from grader.paths import COURSES_DIR
+
+torch = pytest.importorskip("torch")
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.slow,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+LESSONS = ["01_backprop/04_pytorch_and_tensorflow.ipynb", "02_finetuning/01_transfer_learning_digits.ipynb"]
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_framework_comparisons_hold_on_the_gpu(lesson, tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    path = COURSES_DIR / lesson
+    parameters = {**notebook_smoke_parameters(path), "device_preference": "cuda"}
+    run_notebook(path, tmp_path / path.name, parameters=parameters)
+    assert (tmp_path / path.name).exists()
+
