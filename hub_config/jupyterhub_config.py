@@ -5,11 +5,14 @@
 # jupyterhub_config.d/ run last, in sorted order.
 from pathlib import Path
 
-from grader.hub.config import apply_settings
+from grader.hub.config import apply_settings, prepare_machine
 from grader.hub.settings import load_settings
 
 c = get_config()  # noqa: F821
-apply_settings(c, load_settings())
+settings = load_settings()
+apply_settings(c, settings)
+# Secure mode (the default as root) checks and locks down this machine; demo mode says so.
+prepare_machine(settings)
 
 for extra_config in sorted((Path(__file__).parent / "jupyterhub_config.d").glob("*.py")):
     load_subconfig(str(extra_config))  # noqa: F821

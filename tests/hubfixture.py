@@ -12,19 +12,38 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
+import yaml
 
 from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
 
 PASSWORD_LINE = re.compile(r"user: (\S+)\s+password: (\S+)")
+
+
+@contextmanager
+def reachable_by_others(path: Path):
+    """Let other accounts reach ``path`` (e.g. a Python under /root, 0700) while the block runs:
+    the folders above it that others cannot enter get o+x (traversal, not listing), then their
+    modes back."""
+    from grader.hub.isolation import blocked_ancestor
+    changed = []
+    try:
+        while (folder := blocked_ancestor(path)) is not None:
+            changed.append((folder, stat.S_IMODE(folder.stat().st_mode)))
+            os.chmod(folder, changed[-1][1] | stat.S_IXOTH)
+        yield
+    finally:
+        for folder, mode in reversed(changed):
+            os.chmod(folder, mode)
 
 
 def free_port() -> int:
@@ -59,7 +78,18 @@ def _wait_until_up(hub: RunningHub, timeout: float) -> None:
     raise TimeoutError(f"hub not up after {timeout}s:\n{hub.log()[-4000:]}")
 
 
-def start_hub(data_dir: Path, *, timeout: float = 120) -> RunningHub:
+def _yaml_names_exchange_port(environ) -> bool:
+    """Whether the test's platform YAML fixes the exchange service's port itself."""
+    config = environ.get("AICOURSE_CONFIG")
+    if not config:
+        return False
+    return "service_port" in ((yaml.safe_load(Path(config).read_text()) or {}).get("exchange") or {})
+
+
+def start_hub(data_dir: Path, *, timeout: float = 120, spawner_mode: str = "demo",
+              extra_env: dict[str, str] | None = None) -> RunningHub:
+    """Start the hub. ``spawner_mode="demo"`` (most tests): as root too, through the test-only
+    ``spawner.allow_root_demo``; tests/test_hub_secure.py asks for "auto" (secure as root)."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -68,8 +98,15 @@ def start_hub(data_dir: Path, *, timeout: float = 120) -> RunningHub:
         AICOURSE_HUB_PORT=str(free_port()),
         AICOURSE_PROXY_API_PORT=str(free_port()),
         AICOURSE_FORMGRADER_PORT=str(free_port()),
+        AICOURSE_SPAWNER_MODE=spawner_mode,
         PATH=f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
     )
+    if spawner_mode == "demo" and os.geteuid() == 0:
+        env["AICOURSE_ALLOW_ROOT_DEMO"] = "1"
+    # The HTTP exchange is the default: each hub's service on a port of its own.
+    if not _yaml_names_exchange_port(env):
+        env["AICOURSE_EXCHANGE_PORT"] = str(free_port())
+    env.update(extra_env or {})
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "hub.log"
     log_file = open(log_path, "w")

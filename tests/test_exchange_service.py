@@ -29,8 +29,9 @@ from hubfixture import api_token, free_port, login, start_hub, stop_hub
 # --- without a hub ----------------------------------------------------------------------------
 
 
-def test_the_files_backend_is_the_default_and_writes_the_same_student_config_as_before(tmp_path):
-    settings = settings_from_config(layered_config(secrets={}, admin={}, environ={}))
+def test_http_is_the_default_and_files_writes_the_same_student_config_as_before(tmp_path):
+    assert settings_from_config(layered_config(secrets={}, admin={}, environ={})).exchange.backend == "http"
+    settings = settings_from_config(layered_config(secrets={}, admin={"exchange": {"backend": "files"}}, environ={}))
     assert settings.exchange.backend == "files" and settings.exchange_url == ""
     text = student_config_text(student_id="sam", course_ids=["ai101"], exchange_root=tmp_path)
     assert f"c.Exchange.root = {str(tmp_path)!r}" in text

@@ -227,8 +227,11 @@ def test_each_role_holds_only_its_own_scopes(tmp_path):
     # Everything an instructor or grader of ai101 may do is filtered to ai101 or its students.
     for name in ("grader-ai101", "instructor-ai101"):
         assert all(scope.endswith(("!service=ai101", "!group=nbgrader-ai101")) for scope in roles[name]["scopes"]), name
-    # The formgrader services need no role; the idle culler is the only service with one.
-    assert [name for name, role in roles.items() if "services" in role] == ["idle-culler"]
+    # The formgrader services need no role of their own: only the idle culler and the HTTP exchange
+    # (the default) have one, and the formgraders may call the exchange.
+    assert [name for name, role in roles.items() if "services" in role] == [
+        "idle-culler", "nbgrader-exchange", "nbgrader-exchange-client"]
+    assert roles["nbgrader-exchange-client"]["services"] == ["ai101", "ml201"]
     assert roles["cohort-admin"]["users"] == ["cora"]
     assert all(scope.startswith(("read:", "list:")) for scope in roles["cohort-admin"]["scopes"])
     assert "admin" not in roles and c.Authenticator.admin_users == {"ada"}
@@ -298,9 +301,9 @@ def test_idle_culling_is_set_in_the_yaml_and_can_be_turned_off(tmp_path):
     assert (settings.idle_culler.timeout, settings.idle_culler.cull_every, settings.idle_culler.max_age) == (600, 300, 86400)
     c = Config()
     apply_settings(c, settings)
-    (service,) = c.JupyterHub.services
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
     assert "--timeout=600" in service["command"] and "--max-age=86400" in service["command"]
     _write_yaml(config_file, {"idle_culler": {"enabled": False}})
     off = Config()
     apply_settings(off, load_settings(_env(tmp_path, config_file)))
-    assert off.JupyterHub.services == [] and not [r for r in off.JupyterHub.load_roles if r["name"] == "idle-culler"]
+    assert [s["name"] for s in off.JupyterHub.services] == ["nbgrader-exchange"] and not [r for r in off.JupyterHub.load_roles if r["name"] == "idle-culler"]

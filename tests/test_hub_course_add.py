@@ -24,20 +24,21 @@ def test_the_cli_adds_a_course_the_hub_then_serves(config_file, tmp_path, capsys
     before = config_file.read_text()
     code = main(["course", "add", "ml201", "--instructor", "ivy", "--grader", "gus", "--student", "stu",
                  "--student", "sue", "--title", "Machine learning: 201", "--config", str(config_file)])
-    assert code == 0 and "port 8011" in capsys.readouterr().out
+    # 8011 is the HTTP exchange's (the default exchange): the next free port.
+    assert code == 0 and "port 8012" in capsys.readouterr().out
     after = config_file.read_text()
     # Everything the admin wrote, comments included, is still there, in the same order.
     assert after.startswith(before.rstrip("\n"))
     settings = load_settings({"AICOURSE_CONFIG": str(config_file), "AICOURSE_DATA_DIR": str(tmp_path / "data")})
     ml201 = {course.course_id: course for course in settings.courses}["ml201"]
     assert (ml201.formgrader_port, ml201.instructors, ml201.graders, ml201.students, ml201.title) == (
-        8011, ("ivy",), ("gus",), ("stu", "sue"), "Machine learning: 201")
+        8012, ("ivy",), ("gus",), ("stu", "sue"), "Machine learning: 201")
     assert [course.course_id for course in settings.courses] == ["ai101", "ml201"]
     assert {"ivy", "gus", "stu", "sue"} <= set(settings.users())
 
 
 def test_ports_are_not_reused_and_can_be_chosen(config_file):
-    assert add_course("c2", instructors=["a1"], config_file=config_file)["formgrader_port"] == 8011
+    assert add_course("c2", instructors=["a1"], config_file=config_file)["formgrader_port"] == 8012
     assert add_course("c3", instructors=["a1"], formgrader_port=9500, config_file=config_file)["formgrader_port"] == 9500
     assert add_course("c4", instructors=["a1"], config_file=config_file)["formgrader_port"] == 9501
 

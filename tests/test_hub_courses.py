@@ -31,6 +31,8 @@ def _platform_yaml(path) -> None:
     path.write_text(yaml.safe_dump({
         "admins": ["ada"],
         "cohort_admins": ["cora"],
+        # These tests lay out releases as nbgrader's file exchange does (the hub's default is http).
+        "exchange": {"backend": "files"},
         "courses": {
             # start_hub gives the first course a free port through AICOURSE_FORMGRADER_PORT.
             "ai101": {"formgrader_port": 8010, "instructors": ["ian"], "graders": ["gus"], "students": ["sam"]},
@@ -206,3 +208,10 @@ def test_each_course_has_its_own_course_directory_and_formgrader(hub, sessions):
     assert sessions["other-instructor"].get(f"{hub.url}/services/ml201/formgrader").status_code == 200
     assert sessions["other-instructor"].get(f"{hub.url}/services/ai101/formgrader").status_code in DENIED
     assert sessions["instructor"].get(f"{hub.url}/services/ml201/formgrader").status_code in DENIED
+
+
+def test_the_admin_page_says_the_hub_runs_in_demo_mode(hub, sessions):
+    # start_hub runs these hubs in demo mode (as root only through spawner.allow_root_demo).
+    page = sessions["admin"].get(f"{hub.url}/hub/admin")
+    assert page.status_code == 200
+    assert 'id="demo-mode-banner"' in page.text and "Demo mode:" in page.text

@@ -6,6 +6,7 @@ them on a bare ``Config`` without starting a hub.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from pathlib import Path
@@ -13,13 +14,16 @@ from pathlib import Path
 from grader.course import prepare_course_dir
 from grader.exchange_service.hub import exchange_roles, exchange_service, exchange_token_scopes, uses_http_exchange
 from grader.hub.culler import culler_role, culler_service
+from grader.hub.isolation import announce, check_demo_as_root, check_reachable, harden_data_dir, resolve_mode
+from grader.hub.limits import detect_enforcement
 from grader.hub.oidc import roles_with_identity_groups, update_oidc_auth
 from grader.hub.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.roles import platform_groups, platform_roles
 from grader.hub.seats_config import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.layers import ConfigError
 from grader.hub.settings import CourseSettings, HubSettings
-from grader.hub.spawn import prepare_home
-from grader.paths import COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.spawn import home_of, prepare_home_as_owner
+from grader.paths import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
 
 CHP_BINARY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 # Jupyter configuration folders for servers, by kind of user (see hub_config/jupyter/README.md).
@@ -42,11 +46,17 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def _singleuser_command() -> list[str]:
+def spawner_mode(settings: HubSettings) -> str:
+    """"secure" or "demo": the settings' mode, ``auto`` resolved by who runs the hub."""
+    return resolve_mode(settings.spawner.mode, euid=os.geteuid())
+
+
+def _singleuser_command(*, as_root: bool = False) -> list[str]:
     # The same interpreter as the hub, so kernels see the platform's torch and tensorflow.
     command = [sys.executable, "-m", "jupyterhub.singleuser"]
-    # Demo mode runs every server as the hub's own user; as root, Jupyter refuses without this.
-    if _running_as_root():
+    # Only where a server really runs as root: the courses' formgraders (hub services), and a
+    # throw-away test hub in demo mode (spawner.allow_root_demo). Users' servers never, in secure mode.
+    if as_root and _running_as_root():
         command.append("--allow-root")
     return command
 
@@ -102,26 +112,55 @@ def server_token_scopes(settings: HubSettings) -> list[str]:
     ]
 
 
-def update_spawner(c, settings: HubSettings) -> None:
-    exchange_root = settings.exchange_root
-
-    def pre_spawn_hook(spawner):
+def pre_spawn_hook_for(settings: HubSettings):
+    """The hook JupyterHub runs before each start, with any spawner: the lessons and the user's
+    nbgrader config, written as the home's owner (a child process, off the hub's event loop)."""
+    async def pre_spawn_hook(spawner):
+        prepare_account = getattr(spawner, "prepare_account", None)
+        if prepare_account is not None:  # the secure spawner: account and 0700 home first
+            await asyncio.to_thread(prepare_account)
         # Group membership, not the settings file: instructors may add students through the hub API.
         course_ids = sorted(group.name.removeprefix("nbgrader-") for group in spawner.user.groups
                             if group.name.startswith("nbgrader-"))
-        prepare_home(Path(spawner.home_dir), username=spawner.user.name, course_ids=course_ids,
-                     exchange_root=exchange_root, courses_dir=COURSES_DIR, exchange_url=settings.exchange_url)
+        home = home_of(spawner)
+        home.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(prepare_home_as_owner, home, username=spawner.user.name, course_ids=course_ids,
+                                exchange_root=settings.exchange_root, courses_dir=COURSES_DIR,
+                                exchange_url=settings.exchange_url)
+    return pre_spawn_hook
 
-    # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
-    c.JupyterHub.spawner_class = "simple"
-    c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes_dir / "{username}")
-    c.Spawner.cmd = _singleuser_command()
+
+def update_spawner(c, settings: HubSettings) -> None:
+    """The secure spawner (an account and a cgroup per user) or the demo one (the hub's own user)."""
+    if spawner_mode(settings) == "secure":
+        c.JupyterHub.spawner_class = "grader.hub.local_spawner.SecureSpawner"
+        c.SecureSpawner.homes_dir = str(settings.homes_dir)
+        c.SecureSpawner.enforcement = detect_enforcement() or ""
+        c.SecureSpawner.default_max_tasks = settings.spawner.max_tasks
+        c.Spawner.cmd = _singleuser_command()
+    else:
+        # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
+        c.JupyterHub.spawner_class = "simple"
+        c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes_dir / "{username}")
+        c.Spawner.cmd = _singleuser_command(as_root=settings.spawner.allow_root_demo)
+    # The admin page says which mode this is (hub_config/templates/admin.html; update_auth sets
+    # the same folder for the login and sign-up pages).
+    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
+    c.JupyterHub.template_vars = {"aicourse_spawner_mode": spawner_mode(settings)}
     c.Spawner.default_url = "/lab/tree/courses"
-    c.Spawner.pre_spawn_hook = pre_spawn_hook
+    c.Spawner.pre_spawn_hook = pre_spawn_hook_for(settings)
     c.Spawner.server_token_scopes = server_token_scopes(settings)
     # A server start costs ~3.5 CPU-seconds here; several at once on 2 cores overrun the 30 s default.
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
+
+
+def _hub_user() -> str:
+    try:
+        import pwd
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
 
 
 def gpu_inventory(settings: HubSettings) -> GpuInventory:
@@ -152,7 +191,7 @@ def course_service(settings: HubSettings, course: CourseSettings) -> dict:
         "display": True,
         "info": {"title": course.title} if course.title else {},
         "url": f"http://{settings.ip}:{course.formgrader_port}",
-        "command": [*_singleuser_command(), f"--ServerApp.root_dir={course_dir}"],
+        "command": [*_singleuser_command(as_root=True), f"--ServerApp.root_dir={course_dir}"],
         "cwd": str(course_dir),
         "oauth_no_confirm": True,
         # The staff folder lets JupyterLab show the formgrader in a frame (nbgrader issue #1870).
@@ -185,6 +224,41 @@ def update_roles(c, settings: HubSettings) -> None:
                                + ([culler_role()] if settings.idle_culler.enabled else []) + seats_roles(settings)
                                + (exchange_roles(settings) if uses_http_exchange(settings) else []))
     c.Authenticator.admin_users = set(settings.admins)
+
+
+def prepare_machine(settings: HubSettings) -> None:
+    """What the hub checks and sets on this machine before it starts, beyond traits; says which mode.
+
+    Secure mode: cgroups or systemd must be there to enforce limits, users' accounts must reach
+    the interpreter, and what the hub keeps is made its own but for users' homes
+    (:func:`grader.hub.isolation.harden_data_dir`). Demo mode as root is refused unless
+    ``spawner.allow_root_demo``. The file exchange is warned about.
+    """
+    mode = spawner_mode(settings)
+    if mode == "secure":
+        enforcement = detect_enforcement()
+        if enforcement is None:
+            raise ConfigError("spawner.mode: secure needs cgroups (v1 memory, cpu and pids, or v2) or systemd to "
+                              "enforce the profiles' limits, and this machine offers none writable")
+        # Files the hub makes from now on (database, accounts, seats, the exchange service's
+        # storage) are private from the start, not after a chmod.
+        os.umask(0o077)
+        harden_data_dir(settings.data_dir, homes_dir=settings.homes_dir,
+                        file_exchange=None if uses_http_exchange(settings) else settings.exchange_root,
+                        private_repo_dirs=[ASSIGNMENTS_SOURCE_DIR.parent])
+        check_reachable([Path(sys.executable), STUDENT_JUPYTER_CONFIG, STAFF_JUPYTER_CONFIG, settings.homes_dir])
+        if enforcement == "cgroup2" and gpu_inventory(settings).devices:
+            print("[aicourse] WARNING: cgroup v2 without systemd: GPUs are handed out through CUDA_VISIBLE_DEVICES "
+                  "only, not fenced (device rules need a BPF program); see docs/one-machine-isolation.md.",
+                  file=sys.stderr, flush=True)
+        announce(mode, user="root", enforcement=enforcement)
+    else:
+        check_demo_as_root(euid=os.geteuid(), allow_root_demo=settings.spawner.allow_root_demo)
+        announce(mode, user=_hub_user())
+    if not uses_http_exchange(settings):
+        print("[aicourse] WARNING: exchange.backend: files (nbgrader's shared folder): any student can submit as "
+              "another student and read or replace their submissions (nbgrader #1097). Use exchange.backend: http.",
+              file=sys.stderr, flush=True)
 
 
 def apply_settings(c, settings: HubSettings) -> None:

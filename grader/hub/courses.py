@@ -29,6 +29,11 @@ def _next_free_port(layer: dict) -> int:
     merged = merge_layers(DEFAULTS, layer)
     used = {merged["port"], merged["hub_port"], merged["proxy_api_port"]}
     used |= {course["formgrader_port"] for course in merged["courses"].values()}
+    # The hub's own services listen on loopback ports too (the HTTP exchange by default, 8011).
+    if merged["exchange"]["backend"] == "http":
+        used.add(merged["exchange"]["service_port"])
+    if merged["seats"]["enabled"]:
+        used.add(merged["seats"]["service_port"])
     course_ports = [course["formgrader_port"] for course in merged["courses"].values()]
     port = max(course_ports, default=FIRST_FORMGRADER_PORT - 1) + 1
     while port in used:

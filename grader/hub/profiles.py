@@ -208,6 +208,8 @@ class ProfileSpawning:
         # Set every time: JupyterHub reuses a user's Spawner from one start to the next.
         spawner.mem_limit = profile.mem_limit
         spawner.cpu_limit = profile.cpu_limit
+        if spawner.has_trait("max_tasks"):  # the secure spawner's pids limit (grader/hub/local_spawner.py)
+            spawner.max_tasks = profile.max_tasks
         # An empty list hides every GPU from a CPU profile's server.
         spawner.environment = {**spawner.environment, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
 

@@ -48,9 +48,14 @@ DEFAULTS: dict[str, Any] = {
     # Enterprise cohort seats (grader/seats): off, so a hub without customers works as before.
     "seats": {"enabled": False, "db_url": "", "service_port": 8020, "staff_bypass": True,
               "sweep_every": 60, "contact": ""},
-    # nbgrader's exchange: "files" (a shared folder, the default) or "http" (grader/exchange_service,
-    # a hub service that takes identity from the hub, so no student can submit as another).
-    "exchange": {"backend": "files", "service_port": 8011, "max_upload_mb": 100},
+    # nbgrader's exchange: "http" (grader/exchange_service, the default: a hub service that takes
+    # identity from the hub, so no student can submit as another) or "files" (nbgrader's shared folder).
+    "exchange": {"backend": "http", "service_port": 8011, "max_upload_mb": 100},
+    # How users' servers run on one machine (grader/hub/isolation.py): "secure" (an account per
+    # user, limits in a cgroup), "demo" (every server as the hub's own user), "auto" (secure as root).
+    # homes_dir empty: <data_dir>/homes. max_tasks: processes and threads of a server whose profile
+    # names none. allow_root_demo: only for throw-away test hubs, demo mode as root (--allow-root).
+    "spawner": {"mode": "auto", "homes_dir": "", "max_tasks": 1024, "allow_root_demo": False},
 }
 
 
@@ -98,6 +103,8 @@ class Profile:
     # JupyterHub's byte-size notation: "4G", "512M".
     mem_limit: str | None = None
     gpus: int = 0
+    # Processes and threads the server may have at once (cgroup pids.max); None: spawner.max_tasks.
+    max_tasks: int | None = None
     # Only members of one of these groups may pick it; empty: everyone.
     groups: tuple[str, ...] = ()
 
@@ -130,6 +137,17 @@ class ExchangeSettings:
 
 
 @dataclass(frozen=True)
+class SpawnerSettings:
+    """How users' servers run on one machine (see grader/hub/isolation.py and README, "Isolation")."""
+
+    mode: str = DEFAULTS["spawner"]["mode"]
+    # None: <data_dir>/homes (HubSettings.homes_dir).
+    homes_dir: Path | None = None
+    max_tasks: int = DEFAULTS["spawner"]["max_tasks"]
+    allow_root_demo: bool = DEFAULTS["spawner"]["allow_root_demo"]
+
+
+@dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
     ip: str = DEFAULTS["ip"]
@@ -157,6 +175,7 @@ class HubSettings:
     proxy_auth_token: str = field(default="", repr=False)
     seats: SeatsSettings = SeatsSettings()
     exchange: ExchangeSettings = ExchangeSettings()
+    spawner: SpawnerSettings = SpawnerSettings()
 
     @property
     def db_url(self) -> str:
@@ -168,7 +187,7 @@ class HubSettings:
 
     @property
     def homes_dir(self) -> Path:
-        return self.data_dir / "homes"
+        return self.spawner.homes_dir or self.data_dir / "homes"
 
     @property
     def exchange_url(self) -> str:
@@ -207,6 +226,14 @@ def _split_names(value: str) -> list[str]:
     return [name.strip() for name in value.split(",") if name.strip()]
 
 
+def _flag(value: str) -> bool:
+    if value.strip().lower() in ("1", "true", "yes"):
+        return True
+    if value.strip().lower() in ("", "0", "false", "no"):
+        return False
+    raise ValueError("not a yes/no value")
+
+
 def env_layer(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str, Any]:
     """The layer the ``AICOURSE_*`` variables make, on top of ``config`` (the merge so far).
 
@@ -229,6 +256,14 @@ def env_layer(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str
                                  ("PROXY_API_PORT", "proxy_api_port", int)]:
         if ENV_PREFIX + suffix in environ:
             layer[key] = value(suffix, convert)
+    if ENV_PREFIX + "EXCHANGE_PORT" in environ:
+        layer["exchange"] = {"service_port": value("EXCHANGE_PORT", int)}
+    spawner_keys = {"SPAWNER_MODE": ("mode", str), "HOMES_DIR": ("homes_dir", lambda v: str(Path(v).resolve())),
+                    "ALLOW_ROOT_DEMO": ("allow_root_demo", _flag)}
+    spawner_layer = {key: value(suffix, convert) for suffix, (key, convert) in spawner_keys.items()
+                     if ENV_PREFIX + suffix in environ}
+    if spawner_layer:
+        layer["spawner"] = spawner_layer
 
     course_keys = {"FORMGRADER_PORT": ("formgrader_port", int), "INSTRUCTORS": ("instructors", _split_names),
                    "STUDENTS": ("students", _split_names)}
@@ -311,7 +346,15 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         proxy_auth_token=config.get("proxy_auth_token", ""),
         seats=SeatsSettings(**config["seats"]),
         exchange=ExchangeSettings(**config["exchange"]),
+        spawner=spawner_settings_from_config(config["spawner"]),
     )
+
+
+def spawner_settings_from_config(entry: Mapping[str, Any]) -> SpawnerSettings:
+    if entry["mode"] not in ("auto", "secure", "demo"):
+        raise ConfigError(f"spawner.mode: {entry['mode']!r} is not one of auto, secure, demo")
+    return SpawnerSettings(mode=entry["mode"], homes_dir=Path(entry["homes_dir"]) if entry.get("homes_dir") else None,
+                           max_tasks=entry["max_tasks"], allow_root_demo=bool(entry["allow_root_demo"]))
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> Path:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import pwd
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 from grader.exchange.config import http_exchange_config
@@ -62,6 +67,15 @@ def student_config_text(*, student_id: str, course_ids: list[str], exchange_root
     return "\n".join(lines) + "\n"
 
 
+def home_of(spawner) -> Path:
+    """A user's home with any spawner: its ``home_dir`` (SimpleLocalProcessSpawner, the secure
+    spawner), else the home of the Unix account the spawner runs the server as."""
+    home = getattr(spawner, "home_dir", None)
+    if home:
+        return Path(home)
+    return Path(pwd.getpwnam(getattr(spawner, "account", None) or spawner.user.name).pw_dir)
+
+
 def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_root: Path, courses_dir: Path,
                  exchange_url: str = "") -> None:
     """Give a user's home the course lessons and an nbgrader config naming their courses and id."""
@@ -72,3 +86,40 @@ def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_r
         student_config_text(student_id=username, course_ids=course_ids, exchange_root=exchange_root,
                             exchange_url=exchange_url)
     )
+
+
+def prepare_home_as_owner(home: Path, *, username: str, course_ids: list[str], exchange_root: Path,
+                          courses_dir: Path, exchange_url: str = "") -> None:
+    """:func:`prepare_home`, done by the home's owner when the hub is root and the home is not its own.
+
+    The owner controls what is in their home: written by root, a link planted there
+    (``~/.jupyter/nbgrader_config.py`` -> ``/etc/passwd``) would be followed. Written by a child
+    process that has become the owner, links lead only where the owner could write anyway, and
+    everything made is theirs (the lessons are the student's own copies).
+    """
+    arguments = dict(home=home, username=username, course_ids=course_ids, exchange_root=exchange_root,
+                     courses_dir=courses_dir, exchange_url=exchange_url)
+    owner = home.stat()
+    if os.geteuid() != 0 or owner.st_uid == 0:
+        prepare_home(**arguments)
+        return
+
+    def become_owner():
+        os.setgroups([])
+        os.setgid(owner.st_gid)
+        os.setuid(owner.st_uid)
+
+    done = subprocess.run([sys.executable, "-m", "grader.hub.spawn",
+                           json.dumps({key: value if isinstance(value, (list, str)) else str(value)
+                                       for key, value in arguments.items()})],
+                          preexec_fn=become_owner, cwd=home, capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise RuntimeError(f"preparing {home} as its owner (uid {owner.st_uid}) failed: {done.stderr[-2000:]}")
+
+
+if __name__ == "__main__":
+    # prepare_home_as_owner's child, already the home's owner.
+    given = json.loads(sys.argv[1])
+    prepare_home(Path(given["home"]), username=given["username"], course_ids=given["course_ids"],
+                 exchange_root=Path(given["exchange_root"]), courses_dir=Path(given["courses_dir"]),
+                 exchange_url=given["exchange_url"])
