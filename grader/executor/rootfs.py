@@ -143,6 +143,11 @@ def build_and_enter(scratch: str, *, user: str, uid: int, gid: int, tmp_bytes: i
     root = os.path.join(scratch, "root")
     os.makedirs(root, exist_ok=True)
     mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=755")
+    # The private /tmp first: Python or this package may themselves live under /tmp (a checkout
+    # in /tmp), and their read-only binds go inside it, not under it.
+    tmp = _inside(root, "/tmp")
+    os.makedirs(tmp, exist_ok=True)
+    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
     for folder in SYSTEM_DIRS:
         if os.path.isdir(folder) and not os.path.islink(folder):
             _bind_readonly(folder, _inside(root, folder))
@@ -155,9 +160,6 @@ def build_and_enter(scratch: str, *, user: str, uid: int, gid: int, tmp_bytes: i
         _bind_readonly(path, _inside(root, path))
     _write_etc(root, user, uid, gid)
     _make_dev(root, tmp_bytes)
-    tmp = _inside(root, "/tmp")
-    os.makedirs(tmp, exist_ok=True)
-    mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, f"size={tmp_bytes},mode=1777")
     work = _inside(root, SUBMISSION_DIR)
     os.makedirs(work)
     mount(os.path.join(scratch, "work"), work, None, MS_BIND | MS_NOSUID | MS_NODEV)
