@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from browser import missing
-from hubfixture import start_hub, stop_hub
+from hubfixture import api_token, login, start_hub, stop_hub
 
 pytestmark = [
     pytest.mark.slow,
@@ -137,11 +137,14 @@ def test_a_student_logs_in_opens_a_lesson_and_runs_a_cell(hub, browser):
     assert prompts == ["[1]:", "[2]:", "[3]:"], prompts
 
 
-def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser):
+def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, monkeypatch):
     from grader.collect import collect_submissions
     from grader.release import release_assignment
 
     course_dir = hub.data_dir / "courses" / COURSE
+    # The HTTP exchange (the default) knows the instructor by an API token from the hub, as the
+    # README tells instructors to set it for `grader release` and `grader collect`.
+    monkeypatch.setenv("GRADER_EXCHANGE_TOKEN", api_token(hub, login(hub, "instructor"), "instructor"))
     release_assignment(course_dir=course_dir, assignment_id=ASSIGNMENT)
 
     # The student: Nbgrader > Assignment List, Fetch, then Submit.

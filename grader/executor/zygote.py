@@ -106,6 +106,7 @@ def run_session(conn: socket.socket) -> None:
     function's frame at a random descriptor number: student code can add outputs, never end a
     cell early or take an output back (docs/grading-security.md).
     """
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the zygote ignores it; student code must not
     start = recv_message(conn)
     _, fds, _, _ = socket.recv_fds(conn, 1, 1)
     output_fd = fds[0]
@@ -224,6 +225,9 @@ def main(argv: list[str]) -> None:
     socket_path, modules = argv[0], argv[1:]
     _die_with_parent()
     preload(modules)
+    # Children are reaped by the kernel as they end: none lingers as a zombie after the grader
+    # killed it, even when the zygote is stopped right after (the grader's leftover check).
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     server = ZygoteServer(socket_path, _Handler)
     os.chmod(socket_path, 0o600)
     print("zygote ready", flush=True)
