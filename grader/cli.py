@@ -17,7 +17,9 @@ from grader.export import EXPORTERS, export_grades
 from grader.feedback import release_feedback
 from grader.hub.courses import add_course
 from grader.hub.layers import ConfigError
+from grader.hub.settings import config_path, load_settings
 from grader.hub.signup import add_accounts_parser
+from grader.hub.tls_front import render_caddyfile
 from grader.nbgrader_api import GraderError
 from grader.release import release_assignment
 from grader.report import write_report
@@ -140,6 +142,19 @@ def _cmd_course_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_hub_caddyfile(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        print(f"grader: {error}", file=sys.stderr)
+        return 2
+    if not settings.https.enabled:
+        print(f"grader: {config_path()}: https.enabled is not true: the hub starts no TLS front", file=sys.stderr)
+        return 1
+    print(render_caddyfile(settings), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument(
@@ -212,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--config", type=Path, default=_default(add_course, "config_file"),
                      help="platform YAML to edit (default: $AICOURSE_CONFIG or hub_config/platform.yaml)")
     add.set_defaults(handler=_cmd_course_add)
+
+    hub = verbs.add_parser("hub", help="the hub's own set-up, as the platform YAML describes it")
+    hub_verbs = hub.add_subparsers(dest="hub_verb", required=True)
+    hub_verbs.add_parser("caddyfile", help="print the Caddyfile of the TLS front (https: in the platform YAML) "
+                         "that the hub writes and runs").set_defaults(handler=_cmd_hub_caddyfile)
 
     add_accounts_parser(verbs)
 

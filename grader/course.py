@@ -29,6 +29,8 @@ class Course:
     source_dir: Path = ASSIGNMENTS_SOURCE_DIR
     # The HTTP exchange's URL (grader/exchange_service); empty: nbgrader's file exchange in exchange_dir.
     exchange_url: str = ""
+    # c.Grader.flagged_policy of the course (grader.integrity.policy): "keep" or "zero".
+    flagged_policy: str = "keep"
 
     @property
     def gradebook_path(self) -> Path:
@@ -58,7 +60,7 @@ def instructor_config_text(course: Course) -> str:
         "# are not regular files, a known way of forging a verdict, a limit hit): \"keep\" it and list\n"
         "# the submission in `grader status`/`grader report`, or \"zero\" it until an instructor\n"
         "# reviews it in the formgrader (editing the score there restores it).\n"
-        "c.Grader.flagged_policy = \"keep\"\n"
+        f'c.Grader.flagged_policy = "{course.flagged_policy}"\n'
     )
 
 

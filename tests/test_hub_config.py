@@ -128,6 +128,27 @@ def test_yaml_file_layer_is_read_from_aicourse_config(tmp_path):
     assert settings.data_dir == tmp_path / "data"
 
 
+def test_a_course_flagged_policy_reaches_its_nbgrader_config_and_survives_a_restart(tmp_path):
+    from grader.course import prepare_course_dir
+    from grader.integrity.policy import flagged_policy
+    from grader.nbgrader_api import load_course_config
+
+    config_file = _write_yaml(tmp_path / "platform.yaml", {"courses": {
+        "ml201": {"formgrader_port": 8811, "flagged_policy": "zero"}, "ml202": {"formgrader_port": 8812}}})
+    settings = load_settings(_env(tmp_path, config_file))
+    strict, default = settings.course("ml201"), settings.course("ml202")
+    for _ in range(2):  # the hub prepares every course directory again at each start
+        prepare_course_dir(strict)
+        prepare_course_dir(default)
+    assert flagged_policy(load_course_config(strict.course_dir)) == "zero"
+    assert flagged_policy(load_course_config(default.course_dir)) == "keep"
+
+    _write_yaml(config_file, {"courses": {"ml201": {"formgrader_port": 8811, "flagged_policy": "drop"}}})
+    with pytest.raises(ConfigError, match="flagged_policy") as error:
+        load_settings(_env(tmp_path, config_file))
+    assert str(config_file) in str(error.value)
+
+
 def test_secrets_file_in_the_data_folder_sits_under_the_yaml(tmp_path):
     config_file = _write_yaml(tmp_path / "platform.yaml", {"port": 8800, "courses": {}})
     (tmp_path / "data").mkdir()
@@ -267,7 +288,9 @@ def test_the_student_lab_disables_plugins_that_exist():
 def test_the_student_server_runs_without_the_formgrader_extension():
     (server_config,) = (STUDENT_DIR / "jupyter_server_config.d").glob("*.json")
     extensions = json.loads(server_config.read_text())["ServerApp"]["jpserver_extensions"]
-    assert extensions == {"nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False}
+    # Instructors' tools, and the language-server bridge no student uses (tests/test_hub_startup.py).
+    assert extensions == {"nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False,
+                          "jupyter_lsp": False}
 
 
 def test_servers_read_the_platform_jupyter_config_first(tmp_path):

@@ -318,3 +318,22 @@ def test_prepare_machine_refuses_demo_as_root(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     with pytest.raises(ConfigError, match="demo as root"):
         hub_config.prepare_machine(settings)
+
+
+def test_the_platform_yaml_cannot_ask_for_demo_mode_as_root(tmp_path):
+    """Root demo mode (every student's code as root) is for the test suite's hubs: the environment
+    can ask for it, a YAML file an admin edits cannot."""
+    config = tmp_path / "platform.yaml"
+    config.write_text("spawner:\n  mode: demo\n  allow_root_demo: true\n")
+    with pytest.raises(ConfigError, match="allow_root_demo") as error:
+        load_settings({"AICOURSE_CONFIG": str(config), "AICOURSE_DATA_DIR": str(tmp_path / "data")})
+    assert str(config) in str(error.value)
+    allowed = load_settings({"AICOURSE_CONFIG": str(_empty_yaml(tmp_path)),
+                             "AICOURSE_DATA_DIR": str(tmp_path / "data"), "AICOURSE_ALLOW_ROOT_DEMO": "1"})
+    assert allowed.spawner.allow_root_demo
+
+
+def _empty_yaml(tmp_path):
+    path = tmp_path / "empty.yaml"
+    path.write_text("courses: {}\n")
+    return path

@@ -23,6 +23,7 @@ from grader.hub.seats_config import seats_policy, seats_roles, seats_services, u
 from grader.hub.layers import ConfigError
 from grader.hub.settings import CourseSettings, HubSettings
 from grader.hub.spawn import home_of, prepare_home_as_owner
+from grader.hub.tls_front import prepare_front, tls_front_services
 from grader.paths import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
 
 CHP_BINARY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
@@ -53,7 +54,8 @@ def spawner_mode(settings: HubSettings) -> str:
 
 def _singleuser_command(*, as_root: bool = False) -> list[str]:
     # The same interpreter as the hub, so kernels see the platform's torch and tensorflow.
-    command = [sys.executable, "-m", "jupyterhub.singleuser"]
+    # grader.hub.singleuser: jupyterhub.singleuser without two eager imports (~1.3 CPU-s of a start).
+    command = [sys.executable, "-m", "grader.hub.singleuser"]
     # Only where a server really runs as root: the courses' formgraders (hub services), and a
     # throw-away test hub in demo mode (spawner.allow_root_demo). Users' servers never, in secure mode.
     if as_root and _running_as_root():
@@ -150,7 +152,8 @@ def update_spawner(c, settings: HubSettings) -> None:
     c.Spawner.default_url = "/lab/tree/courses"
     c.Spawner.pre_spawn_hook = pre_spawn_hook_for(settings)
     c.Spawner.server_token_scopes = server_token_scopes(settings)
-    # A server start costs ~3.5 CPU-seconds here; several at once on 2 cores overrun the 30 s default.
+    # A student's server start costs ~1.1-1.5 CPU-seconds here (benchmarks/server_startup.py; 3.5
+    # before issue 15); several at once on 2 cores, with other work, can still overrun the 30 s default.
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
 
@@ -209,13 +212,15 @@ def update_courses(c, settings: HubSettings) -> None:
 
 
 def update_services(c, settings: HubSettings) -> None:
-    """The hub's services: each course's formgrader, the idle culler, and the seats service if enabled."""
+    """The hub's services: each course's formgrader, the idle culler, the seats service and the TLS
+    front if enabled."""
     services = [course_service(settings, course) for course in settings.courses]
     if settings.idle_culler.enabled:
         services.append(culler_service(settings))
     if uses_http_exchange(settings):
         services.append(exchange_service(settings))
-    c.JupyterHub.services = services + seats_services(settings)
+    # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/tls_front.py).
+    c.JupyterHub.services = services + seats_services(settings) + tls_front_services(settings)
 
 
 def update_roles(c, settings: HubSettings) -> None:
@@ -232,7 +237,8 @@ def prepare_machine(settings: HubSettings) -> None:
     Secure mode: cgroups or systemd must be there to enforce limits, users' accounts must reach
     the interpreter, and what the hub keeps is made its own but for users' homes
     (:func:`grader.hub.isolation.harden_data_dir`). Demo mode as root is refused unless
-    ``spawner.allow_root_demo``. The file exchange is warned about.
+    ``spawner.allow_root_demo``. The file exchange is warned about. With ``https.enabled`` the TLS
+    front's Caddyfile is written and checked (:func:`grader.hub.tls_front.prepare_front`).
     """
     mode = spawner_mode(settings)
     if mode == "secure":
@@ -255,6 +261,9 @@ def prepare_machine(settings: HubSettings) -> None:
     else:
         check_demo_as_root(euid=os.geteuid(), allow_root_demo=settings.spawner.allow_root_demo)
         announce(mode, user=_hub_user())
+    if settings.https.enabled:
+        # Written and validated now, so a wrong certificate or a taken port stops the hub here.
+        prepare_front(settings)
     if not uses_http_exchange(settings):
         print("[aicourse] WARNING: exchange.backend: files (nbgrader's shared folder): any student can submit as "
               "another student and read or replace their submissions (nbgrader #1097). Use exchange.backend: http.",

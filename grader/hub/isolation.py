@@ -44,6 +44,9 @@ def resolve_mode(mode: str, *, euid: int) -> str:
 
 def check_demo_as_root(*, euid: int, allow_root_demo: bool) -> None:
     """Demo mode as root would run every student's code as root: refuse, unless told it is a test hub."""
+    if euid == 0 and allow_root_demo:
+        print("[aicourse] WARNING: AICOURSE_ALLOW_ROOT_DEMO is set: demo mode as root, every student's code "
+              "runs as root. For the test suite's throw-away hubs only.", flush=True)
     if euid == 0 and not allow_root_demo:
         raise ConfigError(
             "spawner.mode: demo as root would run every student's server as root (it would need "

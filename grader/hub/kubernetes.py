@@ -157,6 +157,7 @@ def profile_entry(profile: Profile, *, kubernetes: Mapping[str, Any], default: b
 # host is the hub's Service, an address no process in the pod can bind.
 BIND_ALL_ADDRESSES = {
     "jupyterhub.singleuser": "--ServerApp.ip=0.0.0.0",
+    "grader.hub.singleuser": "--ServerApp.ip=0.0.0.0",  # jupyterhub.singleuser, started faster
     "grader.seats.service": "--ip=0.0.0.0",
     "grader.exchange_service": "--ip=0.0.0.0",
 }

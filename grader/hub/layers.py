@@ -19,7 +19,8 @@ from grader.paths import HUB_CONFIG_DIR
 
 SCHEMA_PATH = HUB_CONFIG_DIR / "platform.schema.json"
 # Keys whose values are paths; a relative path in a file means relative to that file's folder.
-_PATH_KEYS = {("data_dir",), ("exchange_dir",), ("courses", "*", "course_dir"), ("spawner", "homes_dir")}
+_PATH_KEYS = {("data_dir",), ("exchange_dir",), ("courses", "*", "course_dir"), ("spawner", "homes_dir"),
+              ("https", "certificate"), ("https", "key")}
 
 
 class ConfigError(ValueError):

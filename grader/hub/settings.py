@@ -9,6 +9,7 @@ somewhere private with ``AICOURSE_*`` variables.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,14 @@ DEFAULTS: dict[str, Any] = {
     # How users' servers run on one machine (grader/hub/isolation.py): "secure" (an account per
     # user, limits in a cgroup), "demo" (every server as the hub's own user), "auto" (secure as root).
     # homes_dir empty: <data_dir>/homes. max_tasks: processes and threads of a server whose profile
-    # names none. allow_root_demo: only for throw-away test hubs, demo mode as root (--allow-root).
+    # names none. allow_root_demo: demo mode as root (--allow-root) for throw-away test hubs; only the
+    # environment (AICOURSE_ALLOW_ROOT_DEMO=1) can set it, never the platform YAML (the schema refuses it).
     "spawner": {"mode": "auto", "homes_dir": "", "max_tasks": 1024, "allow_root_demo": False},
+    # HTTPS on one machine (grader/hub/tls_front.py): Caddy in front of the hub, off by default.
+    # certificate + key: those files; domain alone: a certificate from Let's Encrypt (ACME).
+    # address empty: every interface. hsts_max_age 0: no Strict-Transport-Security header.
+    "https": {"enabled": False, "domain": "", "address": "", "port": 443, "http_port": 80,
+              "certificate": "", "key": "", "letsencrypt_email": "", "acme_ca": "", "hsts_max_age": 31536000},
 }
 
 
@@ -71,6 +78,8 @@ class CourseSettings:
     students: tuple[str, ...] = ()
     # None: <data_dir>/courses/<course_id>
     course_dir: Path | None = None
+    # What `grader autograde` does with a flagged submission's score (grader.integrity.policy).
+    flagged_policy: str = "keep"
 
     @property
     def formgrade_group(self) -> str:
@@ -148,6 +157,32 @@ class SpawnerSettings:
 
 
 @dataclass(frozen=True)
+class HttpsSettings:
+    """The optional TLS front (see grader/hub/tls_front.py and docs/one-machine-isolation.md)."""
+
+    enabled: bool = DEFAULTS["https"]["enabled"]
+    # The name people type; with no certificate, the one Caddy obtains a certificate for. "": any name.
+    domain: str = DEFAULTS["https"]["domain"]
+    # Where the front listens; "": every interface.
+    address: str = DEFAULTS["https"]["address"]
+    port: int = DEFAULTS["https"]["port"]
+    # Plain HTTP: redirects to HTTPS, and answers Let's Encrypt's HTTP-01 challenge.
+    http_port: int = DEFAULTS["https"]["http_port"]
+    # PEM files (certificate chain, private key); None: obtained automatically for ``domain``.
+    certificate: Path | None = None
+    key: Path | None = None
+    letsencrypt_email: str = DEFAULTS["https"]["letsencrypt_email"]
+    # ACME directory URL; "": Caddy's default (Let's Encrypt). E.g. Let's Encrypt's staging one.
+    acme_ca: str = DEFAULTS["https"]["acme_ca"]
+    hsts_max_age: int = DEFAULTS["https"]["hsts_max_age"]
+
+    @property
+    def uses_acme(self) -> bool:
+        """Whether Caddy obtains (and renews) the certificate itself, rather than being given one."""
+        return self.enabled and self.certificate is None
+
+
+@dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
     ip: str = DEFAULTS["ip"]
@@ -176,6 +211,7 @@ class HubSettings:
     seats: SeatsSettings = SeatsSettings()
     exchange: ExchangeSettings = ExchangeSettings()
     spawner: SpawnerSettings = SpawnerSettings()
+    https: HttpsSettings = HttpsSettings()
 
     @property
     def db_url(self) -> str:
@@ -209,6 +245,7 @@ class HubSettings:
                     course_dir=course.course_dir or self.data_dir / "courses" / course_id,
                     exchange_dir=self.exchange_root,
                     exchange_url=self.exchange_url,
+                    flagged_policy=course.flagged_policy,
                 )
         raise KeyError(f"no course {course_id!r} on this hub")
 
@@ -288,8 +325,11 @@ def layered_config(*, secrets: Mapping[str, Any], admin: Mapping[str, Any],
     return merge_layers(config, env_layer(environ, config))
 
 
-def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
-    """Turn a merged configuration into settings, checking what a schema cannot (unique ports)."""
+def settings_from_config(config: Mapping[str, Any], *, source: str = "settings") -> HubSettings:
+    """Turn a merged configuration into settings, checking what a schema cannot (unique ports).
+
+    ``source`` (the admin's file) is named in the errors of checks that span keys of one section.
+    """
     courses = tuple(
         CourseSettings(
             course_id=course_id,
@@ -299,6 +339,7 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
             graders=tuple(entry.get("graders", ())),
             students=tuple(entry.get("students", ())),
             course_dir=Path(entry["course_dir"]) if entry.get("course_dir") else None,
+            flagged_policy=entry.get("flagged_policy", "keep"),
         )
         for course_id, entry in config.get("courses", {}).items()
     )
@@ -308,6 +349,9 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         ports["seats.service_port"] = config["seats"]["service_port"]
     if config["exchange"]["backend"] == "http":
         ports["exchange.service_port"] = config["exchange"]["service_port"]
+    if config["https"]["enabled"]:
+        ports["https.port"] = config["https"]["port"]
+        ports["https.http_port"] = config["https"]["http_port"]
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port in seen:
@@ -347,6 +391,7 @@ def settings_from_config(config: Mapping[str, Any]) -> HubSettings:
         seats=SeatsSettings(**config["seats"]),
         exchange=ExchangeSettings(**config["exchange"]),
         spawner=spawner_settings_from_config(config["spawner"]),
+        https=https_settings_from_config(config["https"], hub_ip=config["ip"], source=source),
     )
 
 
@@ -355,6 +400,55 @@ def spawner_settings_from_config(entry: Mapping[str, Any]) -> SpawnerSettings:
         raise ConfigError(f"spawner.mode: {entry['mode']!r} is not one of auto, secure, demo")
     return SpawnerSettings(mode=entry["mode"], homes_dir=Path(entry["homes_dir"]) if entry.get("homes_dir") else None,
                            max_tasks=entry["max_tasks"], allow_root_demo=bool(entry["allow_root_demo"]))
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def https_settings_from_config(entry: Mapping[str, Any], *, hub_ip: str, source: str) -> HttpsSettings:
+    """The ``https:`` section, checked where the schema cannot (keys that need one another).
+
+    Only an enabled front is checked: a half-written block that is switched off stops nothing.
+    Errors name the file, then the key, as the schema's do.
+    """
+    def problem(key: str, text: str) -> ConfigError:
+        return ConfigError(f"{source}: {key}: {text}")
+
+    certificate, key = entry["certificate"], entry["key"]
+    https = HttpsSettings(
+        enabled=bool(entry["enabled"]), domain=entry["domain"], address=entry["address"], port=entry["port"],
+        http_port=entry["http_port"], certificate=Path(certificate) if certificate else None,
+        key=Path(key) if key else None, letsencrypt_email=entry["letsencrypt_email"], acme_ca=entry["acme_ca"],
+        hsts_max_age=entry["hsts_max_age"])
+    if not https.enabled:
+        return https
+    if bool(certificate) != bool(key):
+        given, missing = ("certificate", "key") if certificate else ("key", "certificate")
+        raise problem(f"https.{missing}", f"required with https.{given}: the front needs both the "
+                      "certificate (PEM, with its chain) and its private key (PEM)")
+    if not certificate and not https.domain:
+        raise problem("https.enabled", "true, but the front has no certificate to serve: give https.certificate "
+                      "and https.key (PEM files), or https.domain (with https.letsencrypt_email) to obtain one "
+                      "from Let's Encrypt automatically")
+    if not certificate and not https.letsencrypt_email:
+        raise problem("https.letsencrypt_email", f"required to obtain a certificate for https.domain "
+                      f"{https.domain!r} from Let's Encrypt (or give https.certificate and https.key)")
+    if https.address:
+        try:
+            ipaddress.ip_address(https.address)
+        except ValueError:
+            raise problem("https.address", f"{https.address!r} is not an IP address (empty: every interface)") from None
+    # Otherwise anyone could skip the front and talk plain HTTP to the hub's port.
+    if not _is_loopback(hub_ip):
+        raise problem("ip", f"{hub_ip!r}: with https.enabled the hub listens on loopback only (127.0.0.1), behind "
+                      "the TLS front; https.address says where the front listens")
+    return https
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -370,4 +464,5 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> HubSettings:
     secrets = read_layer(data_dir / SECRETS_NAME, required=False, private=True)
     if "data_dir" in secrets:
         raise ConfigError(f"{data_dir / SECRETS_NAME}: data_dir cannot be set in the secrets file it is found by")
-    return settings_from_config(layered_config(secrets=secrets, admin=admin, environ=environ))
+    return settings_from_config(layered_config(secrets=secrets, admin=admin, environ=environ),
+                                source=str(config_path(environ)))
