@@ -30,11 +30,11 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from grader.autograde import autograde_assignment  # noqa: E402
-from grader.course import Course, prepare_course_dir  # noqa: E402
-from grader.executor.preload import assignment_preload  # noqa: E402
-from grader.gradebook import grade_rows  # noqa: E402
-from grader.nbgrader_api import checked, open_api  # noqa: E402
+from grader.grading.autograde import autograde_assignment  # noqa: E402
+from grader.grading.course_dir import Course, prepare_course_dir  # noqa: E402
+from grader.grading.executor.preload import assignment_preload  # noqa: E402
+from grader.grading.gradebook import grade_rows  # noqa: E402
+from grader.grading.nbgrader_api import checked, open_api  # noqa: E402
 
 KINDS = ("correct", "wrong", "broken", "slow")
 

@@ -18,7 +18,7 @@ after the other, each on random loopback ports with a temporary data folder:
 * **bare (reference)**: a plain JupyterHub with a trivial config written to a temporary folder,
   and **the same spawner** as ours, so that what differs is the hub's own work (authenticator,
   pre-spawn hook, services, roles, the servers' configuration): as root our SecureSpawner
-  (grader/hub/local_spawner.py), with the limits our hub gives a student (the platform YAML's
+  (grader/hub/spawn/local_spawner.py), with the limits our hub gives a student (the platform YAML's
   first profile without groups: cpu_limit, mem_limit, max_tasks) and the same cgroup enforcement;
   otherwise SimpleLocalProcessSpawner. Both hubs start the same single-user command
   (``grader.hub.config._singleuser_command``) with the same http/start timeouts; the bare hub's
@@ -59,7 +59,7 @@ error but a ratio is above the target.
 
 Target: no errors on either hub, and ours/bare at most 1.1 for the p50 and p95 of both login and
 spawn-to-ready time. Each of our logins checks one Argon2id hash at OWASP's minimum cost
-(grader/hub/accounts.py; ~17 ms of one core on the 2-core development machine, where the scrypt it
+(grader/hub/auth/accounts.py; ~17 ms of one core on the 2-core development machine, where the scrypt it
 replaced took ~130 ms); the script prints that hash's time on the machine it ran on, and, with the
 PAM reference, the time of one PAM password check there, so the two checks can be compared
 directly. Against ``dummy`` our Argon2id check is extra cost no other change can remove.
@@ -93,11 +93,11 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
-from grader.hub.accounts import ARGON2_PARAMS, hash_password  # noqa: E402
+from grader.hub.auth.accounts import ARGON2_PARAMS, hash_password  # noqa: E402
 from grader.hub.config import _singleuser_command  # noqa: E402  (the exact command our hub spawns)
-from grader.hub.isolation import account_name  # noqa: E402
-from grader.hub.limits import ServerGroup, detect_enforcement  # noqa: E402
-from grader.paths import ASSIGNMENTS_SOURCE_DIR, HUB_CONFIG_DIR  # noqa: E402
+from grader.hub.spawn.isolation import account_name  # noqa: E402
+from grader.hub.spawn.limits import ServerGroup, detect_enforcement  # noqa: E402
+from grader.resources import ASSIGNMENTS_SOURCE_DIR, HUB_CONFIG_DIR  # noqa: E402
 from hubfixture import RunningHub, _wait_until_up, free_port, reachable_by_others, start_hub, stop_hub  # noqa: E402
 from server_startup import StartCost, startup_costs, summary_lines, tree_cpu_seconds  # noqa: E402
 
@@ -288,7 +288,7 @@ class Spawning:
     """How both hubs start servers: the spawner, and in the secure mode its enforcement and limits."""
 
     mode: str  # "secure" (as root) or "demo"
-    enforcement: str = ""  # cgroup1, cgroup2 or systemd (grader.hub.limits.detect_enforcement)
+    enforcement: str = ""  # cgroup1, cgroup2 or systemd (grader.hub.spawn.limits.detect_enforcement)
     limits: dict = field(default_factory=dict)  # cpu_limit, mem_limit, max_tasks
 
     def description(self) -> str:
@@ -303,7 +303,7 @@ def platform_yaml() -> dict:
 
 
 def student_limits(platform: dict) -> dict:
-    """What our hub gives a student: the first profile open to everyone (grader.hub.profiles: the
+    """What our hub gives a student: the first profile open to everyone (grader.hub.spawn.profiles: the
     default of a user in no group), with spawner.max_tasks where it names none."""
     profile = next(p for p in platform.get("profiles", {}).values() if not p.get("groups") and not p.get("gpus"))
     return {"cpu_limit": profile.get("cpu_limit"), "mem_limit": profile.get("mem_limit"),
@@ -325,7 +325,7 @@ def spawning_here() -> Spawning:
 def secure_mode_machine(spawning: Spawning) -> Iterator[None]:
     """What the secure mode needs while the hubs run, undone after: the interpreter reachable by
     users' accounts (tests/hubfixture.py), and the repository's assignments/ folder's mode, which
-    our hub takes others' permissions off (grader.hub.isolation.harden_data_dir)."""
+    our hub takes others' permissions off (grader.hub.spawn.isolation.harden_data_dir)."""
     if spawning.mode != "secure":
         yield
         return
@@ -413,9 +413,9 @@ c.SimpleLocalProcessSpawner.home_dir_template = {homes!r} + "/{{username}}"
 """
 
 # Our spawner, set as grader/hub/config.py (update_spawner) sets it, and the limits our profiles
-# give a student's server (grader/hub/profiles.py, apply_user_options).
+# give a student's server (grader/hub/spawn/profiles.py, apply_user_options).
 SECURE_SPAWNER = """\
-c.JupyterHub.spawner_class = "grader.hub.local_spawner.SecureSpawner"
+c.JupyterHub.spawner_class = "grader.hub.spawn.local_spawner.SecureSpawner"
 c.SecureSpawner.homes_dir = {homes!r}
 c.SecureSpawner.enforcement = {enforcement!r}
 c.SecureSpawner.default_max_tasks = {max_tasks!r}

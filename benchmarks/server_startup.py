@@ -5,12 +5,12 @@
     .venv/bin/python benchmarks/server_startup.py --importtime     # where a student's start goes
 
 What is started: the command our hub spawns (``grader.hub.config._singleuser_command``: this
-interpreter, ``-m grader.hub.singleuser``, i.e. ``jupyterhub.singleuser`` with two eager imports
+interpreter, ``-m grader.hub.spawn.singleuser``, i.e. ``jupyterhub.singleuser`` with two eager imports
 deferred) with the environment a JupyterHub spawner gives it: the ``JUPYTERHUB_*`` variables (API
 token, service URL and prefix, API and activity URLs, OAuth client, default URL
 ``/lab/tree/courses``), ``PATH``/``LANG`` as ``LocalProcessSpawner.env_keep`` passes them,
 ``HOME`` and the working directory set to a home the hub's pre-spawn hook has filled
-(``grader.hub.spawn.prepare_home``: the lessons and the nbgrader config for the HTTP exchange),
+(``grader.hub.spawn.homes.prepare_home``: the lessons and the nbgrader config for the HTTP exchange),
 and the kind's ``JUPYTER_CONFIG_PATH``:
 
 * ``student``: hub_config/jupyter/student, what ``jupyter_config_path_for`` gives a student;
@@ -74,8 +74,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
 from grader.hub.config import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, _singleuser_command  # noqa: E402
-from grader.hub.spawn import prepare_home  # noqa: E402
-from grader.paths import COURSES_DIR  # noqa: E402
+from grader.hub.spawn.homes import prepare_home  # noqa: E402
+from grader.resources import COURSES_DIR  # noqa: E402
 
 KINDS = ("student", "staff", "bare", "student-upstream")
 CONFIG_PATH_OF = {"student": str(STUDENT_JUPYTER_CONFIG), "staff": str(STAFF_JUPYTER_CONFIG), "bare": None,

@@ -1,8 +1,13 @@
-"""Grading and course operations for the AI course platform.
+"""The AI course platform: a JupyterHub for the course, and grading with nbgrader.
 
-One module per verb (``release``, ``collect``, ``autograde``, ``feedback``), each a plain function
-over nbgrader's own formats and gradebook; ``grader.cli`` is the thin command line over them.
-Hub-side platform code lives in :mod:`grader.hub`.
+- :mod:`grader.grading`  the instructor's verbs (release, collect, autograde, feedback...), the
+  sandboxed executor and the integrity checks
+- :mod:`grader.exchange` the HTTP nbgrader exchange: plugins in users' servers, the hub service
+- :mod:`grader.hub`      the hub: settings, authentication, spawning, services, Kubernetes
+- :mod:`grader.seats`    enterprise seats: cohorts, usage and billing reports, learner progress
+- :mod:`grader.cli`      the ``grader`` command line over all of them
+
+docs/architecture.md draws which may import which.
 """
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from grader.paths import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR
+from grader.resources import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR
 
 SMOKE_MARKER = "smoke:"
 

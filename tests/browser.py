@@ -7,7 +7,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from grader.paths import REPO_ROOT
+from grader.resources import REPO_ROOT
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

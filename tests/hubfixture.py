@@ -24,7 +24,7 @@ from pathlib import Path
 import requests
 import yaml
 
-from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
+from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
 
 PASSWORD_LINE = re.compile(r"user: (\S+)\s+password: (\S+)")
 
@@ -34,7 +34,7 @@ def reachable_by_others(path: Path):
     """Let other accounts reach ``path`` (e.g. a Python under /root, 0700) while the block runs:
     the folders above it that others cannot enter get o+x (traversal, not listing), then their
     modes back."""
-    from grader.hub.isolation import blocked_ancestor
+    from grader.hub.spawn.isolation import blocked_ancestor
     changed = []
     try:
         while (folder := blocked_ancestor(path)) is not None:

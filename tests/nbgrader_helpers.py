@@ -12,11 +12,11 @@ from pathlib import Path
 
 import nbformat
 
-from grader.autograde import autograde_assignment
-from grader.course import Course, prepare_course_dir
-from grader.gradebook import grade_rows
-from grader.nbgrader_api import checked, open_api
-from grader.paths import ASSIGNMENTS_SOURCE_DIR
+from grader.grading.autograde import autograde_assignment
+from grader.grading.course_dir import Course, prepare_course_dir
+from grader.grading.gradebook import grade_rows
+from grader.grading.nbgrader_api import checked, open_api
+from grader.resources import ASSIGNMENTS_SOURCE_DIR
 
 COURSE_ID = "testcourse"
 

@@ -1,4 +1,4 @@
-"""grader.hub.accounts: hashed passwords, lockout after repeated failures, clear errors."""
+"""grader.hub.auth.accounts: hashed passwords, lockout after repeated failures, clear errors."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import time
 import argon2
 import pytest
 
-from grader.hub import accounts
-from grader.hub.accounts import (
+from grader.hub.auth import accounts
+from grader.hub.auth.accounts import (
     ARGON2_PARAMS, PENDING, AccountError, AccountStore, hash_password, needs_rehash, password_matches,
 )
 

@@ -1,4 +1,4 @@
-"""grader.autograde on every bad case in tests/files/submissions: scores, limits, tampering, sandbox."""
+"""grader.grading.autograde on every bad case in tests/files/submissions: scores, limits, tampering, sandbox."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.autograde import autograde_assignment
-from grader.course import Course, prepare_course_dir
-from grader.executor.client import Limits
-from grader.feedback import generate_feedback
-from grader.gradebook import grade_rows
-from grader.nbgrader_api import checked, open_api
-from grader.progress import ProgressStore
+from grader.grading.autograde import autograde_assignment
+from grader.grading.course_dir import Course, prepare_course_dir
+from grader.grading.executor.client import Limits
+from grader.grading.feedback import generate_feedback
+from grader.grading.gradebook import grade_rows
+from grader.grading.nbgrader_api import checked, open_api
+from grader.grading.resume import ProgressStore
 from processes import new_tag, processes_with_tag
 
 pytestmark = pytest.mark.slow

@@ -19,8 +19,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.autograde import autograde_assignment
-from grader.gradebook import grade_rows
+from grader.grading.autograde import autograde_assignment
+from grader.grading.gradebook import grade_rows
 from processes import new_tag, processes_with_tag
 from test_autograde import ASSIGNMENT, FILES, make_fixture_course
 
@@ -432,7 +432,7 @@ def _build_course(course_dir: Path, course: str, scenarios: dict[str, Scenario])
     from nbgrader.utils import parse_utc
     from traitlets.config import Config
 
-    from grader.nbgrader_api import checked, open_api
+    from grader.grading.nbgrader_api import checked, open_api
 
     course_dir.mkdir(parents=True)
     _write_config(course_dir, course)
@@ -458,8 +458,8 @@ def _build_course(course_dir: Path, course: str, scenarios: dict[str, Scenario])
 @pytest.fixture(scope="module")
 def nbgrader_scenarios(tmp_path_factory):
     """{course: (ours, theirs, outcomes, nbgrader's output)} with every scenario graded both ways."""
-    import grader.autograde
-    from grader.executor.client import Zygote
+    import grader.grading.autograde
+    from grader.grading.executor.client import Zygote
 
     root = tmp_path_factory.mktemp("nbgrader-scenarios")
     courses = {}
@@ -467,7 +467,7 @@ def nbgrader_scenarios(tmp_path_factory):
     shared = Zygote([])
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(shared, "close", lambda: None)
-        patch.setattr(grader.autograde, "_make_backend", lambda *args, **kwargs: shared)
+        patch.setattr(grader.grading.autograde, "_make_backend", lambda *args, **kwargs: shared)
         try:
             for course in sorted({scenario.course for scenario in SCENARIOS.values()}):
                 scenarios = {name: scenario for name, scenario in SCENARIOS.items() if scenario.course == course}

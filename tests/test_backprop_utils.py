@@ -8,7 +8,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from grader.paths import COURSES_DIR
+from grader.resources import COURSES_DIR
 
 _spec = importlib.util.spec_from_file_location("backprop_utils", COURSES_DIR / "01_backprop" / "backprop_utils.py")
 bu = importlib.util.module_from_spec(_spec)

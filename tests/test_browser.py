@@ -138,8 +138,8 @@ def test_a_student_logs_in_opens_a_lesson_and_runs_a_cell(hub, browser):
 
 
 def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, monkeypatch):
-    from grader.collect import collect_submissions
-    from grader.release import release_assignment
+    from grader.grading.collect import collect_submissions
+    from grader.grading.release import release_assignment
 
     course_dir = hub.data_dir / "courses" / COURSE
     # The HTTP exchange (the default) knows the instructor by an API token from the hub, as the

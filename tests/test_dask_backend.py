@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.autograde import autograde_assignment
+from grader.grading.autograde import autograde_assignment
 from test_autograde import ASSIGNMENT, EXPECTED, TEST_LIMITS, autograded_scores, make_fixture_course
 
 pytestmark = pytest.mark.slow

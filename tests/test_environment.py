@@ -7,7 +7,7 @@ import tomllib
 
 import yaml
 
-from grader.paths import REPO_ROOT
+from grader.resources import REPO_ROOT
 
 # conda-forge names that differ from PyPI's, by design (see the comments in environment.yml).
 CONDA_TO_PYPI = {"pytorch": "torch", "tensorflow": "tensorflow-cpu"}

@@ -21,7 +21,7 @@ import requests
 import websocket
 import yaml
 
-from grader.gradebook import grade_rows
+from grader.grading.gradebook import grade_rows
 from hubfixture import api_token, execute_cell, free_port, login, start_hub, start_server, stop_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]

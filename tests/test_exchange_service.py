@@ -17,13 +17,13 @@ import requests
 import yaml
 from traitlets.config import Config
 
-from grader.course import instructor_config_text
-from grader.exchange.config import PLUGIN_CLASSES, http_exchange_config
-from grader.exchange_service.storage import StorageError, check_relative_path, decode_files
+from grader.grading.course_dir import instructor_config_text
+from grader.exchange.plugins.config import PLUGIN_CLASSES, http_exchange_config
+from grader.exchange.service.storage import StorageError, check_relative_path, decode_files
 from grader.hub.layers import ConfigError
 from grader.hub.config import update_roles, update_services, update_spawner
 from grader.hub.settings import layered_config, settings_from_config
-from grader.hub.spawn import student_config_text
+from grader.hub.spawn.homes import student_config_text
 from hubfixture import api_token, free_port, login, start_hub, stop_hub
 
 # --- without a hub ----------------------------------------------------------------------------
@@ -130,7 +130,7 @@ def _http_submit(tmp_path, folder):
     from nbgrader.auth import Authenticator
     from nbgrader.coursedir import CourseDirectory
 
-    from grader.exchange import Submit
+    from grader.exchange.plugins import Submit
 
     config = Config()
     config.CourseDirectory.course_id = "ai101"

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from grader.executor import cgroups
+from grader.grading.executor import cgroups
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="cgroups are writable by root only")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from grader.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
+from grader.grading.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
 
 pytestmark = pytest.mark.slow
 
@@ -52,7 +52,7 @@ def test_reused_traceback_lexer_highlights_exactly_as_stack_data_does(monkeypatc
     from pygments.style import Style
     from pygments.token import Keyword, Token
 
-    from grader.executor.cellrunner import _reuse_traceback_lexer
+    from grader.grading.executor.cellrunner import _reuse_traceback_lexer
 
     code = "def f(x):\n    return undefined_name + x / 0  # comment\nprint(f'{f(1)}')\n"
     ranges = [(21, 35)]  # undefined_name

@@ -15,8 +15,8 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
 
-from grader.autograde import _default_limits
-from grader.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
+from grader.grading.autograde import _default_limits
+from grader.grading.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,7 @@ def _executor_outputs(cells: list[str]) -> list[list[dict]]:
     # timeout, whether or not its code caught the interrupt.
     from traitlets.config import Config
 
-    from grader.autograde import _timeout_error_output
+    from grader.grading.autograde import _timeout_error_output
 
     timeout_error = _timeout_error_output(Config())
     return [[dict(output) for output in cell.outputs] + ([timeout_error] if cell.timed_out else [])

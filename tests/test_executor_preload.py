@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from grader.executor.preload import assignment_preload
+from grader.grading.executor.preload import assignment_preload
 
 
 def _notebook(path, *sources):
@@ -36,7 +36,7 @@ def test_finding_submodules_imports_nothing(tmp_path):
 
     _notebook(tmp_path / "a.ipynb", "import torch.optim\nimport numpy.linalg\nimport torch.no_such_part\nimport json")
     probe = (
-        "import sys; from pathlib import Path; from grader.executor.preload import assignment_preload; "
+        "import sys; from pathlib import Path; from grader.grading.executor.preload import assignment_preload; "
         f"print(assignment_preload(Path({str(tmp_path)!r}))); print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
     )
     lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout.splitlines()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
+from grader.grading.executor.client import ExecutionRequest, Limits, Zygote, claim_sandbox_slots
 
 pytestmark = pytest.mark.slow
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="namespaces, cgroups and users need root")

@@ -1,4 +1,4 @@
-"""grader.export (and the grader.late policy it exports): both CSVs from a real graded gradebook.
+"""grader.grading.export (and the grader.grading.late policy it exports): both CSVs from a real graded gradebook.
 
 ``graded_course`` builds the graded course that test_report.py and test_status.py read as well.
 """
@@ -13,18 +13,18 @@ import pytest
 from nbgrader.api import Gradebook
 from test_autograde import ASSIGNMENT, TEST_LIMITS, make_fixture_course
 
-from grader.autograde import autograde_assignment
+from grader.grading.autograde import autograde_assignment
 from grader.cli import main
-from grader.course import Course
-from grader.export import export_grades
-from grader.late import PercentPerDayLate
-from grader.nbgrader_api import GraderError, checked, open_api
+from grader.grading.course_dir import Course
+from grader.grading.export import export_grades
+from grader.grading.late import PercentPerDayLate
+from grader.grading.nbgrader_api import GraderError, checked, open_api
 
 CASES = ["solution", "wrong", "blank", "tampered-tests", "os-exit", "runaway-output"]
 DUEDATE = "2026-11-20 12:00:00 UTC"  # make_fixture_course submits at 10:00 that day
 LATE_TIMESTAMP = "2026-11-21 13:00:00.000000 UTC"  # 25 h late: two started days, 20 %
 LATE_POLICY = (
-    'c.AssignLatePenalties.plugin_class = "grader.late.PercentPerDayLate"\n'
+    'c.AssignLatePenalties.plugin_class = "grader.grading.late.PercentPerDayLate"\n'
     "c.PercentPerDayLate.percent_per_day = 10\n"
 )
 # Raw scores (4 autograded points; the written point is not graded yet); "late" is the solution.

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from grader.paths import COURSES_DIR
+from grader.resources import COURSES_DIR
 
 sys.path.insert(0, str(COURSES_DIR / "02_finetuning"))
 import finetune_utils as fu  # noqa: E402

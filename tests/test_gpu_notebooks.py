@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from grader.notebooks import notebook_smoke_parameters, run_notebook
-from grader.paths import COURSES_DIR
+from grader.resources import COURSES_DIR
 
 torch = pytest.importorskip("torch")
 

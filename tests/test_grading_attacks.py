@@ -42,12 +42,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.autograde import autograde_assignment
-from grader.course import Course, prepare_course_dir
-from grader.executor.client import Limits
-from grader.feedback import generate_feedback
-from grader.gradebook import grade_rows
-from grader.nbgrader_api import checked, open_api
+from grader.grading.autograde import autograde_assignment
+from grader.grading.course_dir import Course, prepare_course_dir
+from grader.grading.executor.client import Limits
+from grader.grading.feedback import generate_feedback
+from grader.grading.gradebook import grade_rows
+from grader.grading.nbgrader_api import checked, open_api
 
 pytestmark = pytest.mark.slow
 
@@ -241,7 +241,7 @@ class ForeignGraders:
                     cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
                 except OSError:
                     continue
-                if b"grader.executor.zygote" in cmdline and not self.mine(int(entry)):
+                if b"grader.grading.executor.zygote" in cmdline and not self.mine(int(entry)):
                     self.seen.add(int(entry))
             if self._stop.wait(0.5):
                 return

@@ -28,10 +28,10 @@ from sqlalchemy import select
 from tornado import web
 from traitlets.config import Config
 
-from grader.exchange.base import URL_ENV
-from grader.exchange_service import SERVICE_NAME as EXCHANGE_SERVICE
-from grader.exchange_service.hub import exchange_roles
-from grader.hub.kubernetes import (
+from grader.exchange.plugins.base import URL_ENV
+from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE
+from grader.hub.services.exchange import exchange_roles
+from grader.hub.kubernetes.values import (
     GPU_RESOURCE,
     HELM_DIR,
     HUB_SERVICE_HOST,
@@ -46,10 +46,10 @@ from grader.hub.kubernetes import (
     rendered_values_text,
 )
 from grader.hub.config import server_token_scopes
-from grader.paths import REPO_ROOT
+from grader.resources import REPO_ROOT
 from grader.hub.layers import ConfigError, merge_layers
-from grader.hub.pod_nbgrader import EXCHANGE_URL_ENV
-from grader.hub.seats_config import seats_policy
+from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
+from grader.hub.services.seats import seats_policy
 from grader.hub.settings import settings_from_config
 from grader.seats.db import close_seats_db
 from grader.seats.models import UsageRecord
@@ -340,7 +340,7 @@ def test_the_seats_service_listens_on_every_address_of_the_pod(tmp_path):
 
 
 def test_oidc_groups_get_the_instructor_and_cohort_admin_roles(tmp_path):
-    # As on one machine (grader.hub.oidc.roles_with_identity_groups): the roles given by name are
+    # As on one machine (grader.hub.auth.oidc.roles_with_identity_groups): the roles given by name are
     # also given to the identity provider's groups mapped to them.
     platform = yaml.safe_load((HELM_DIR.parent / "platform.yaml").read_text())
     platform["auth"] = {"type": "oidc", "oidc": {
@@ -533,7 +533,7 @@ def test_hub_pod_config_limits_the_charts_profiles_by_group(tmp_path, kubeconfig
 
     assert asyncio.run(slugs()) == [("cpu", True)]
     assert asyncio.run(slugs("gpu-users")) == [("cpu", True), ("gpu", False)]
-    assert c.JupyterHub.authenticator_class == "grader.hub.auth.PlatformAuthenticator"
+    assert c.JupyterHub.authenticator_class == "grader.hub.auth.local.PlatformAuthenticator"
     assert set(c.JupyterHub.load_groups) >= {"formgrade-ai101", "nbgrader-ai101", "gpu-users"}
     assert (tmp_path / "courses" / "ai101").is_dir()
     # The chart's own traits are left alone.

@@ -10,7 +10,7 @@ import pytest
 import requests
 import websocket
 
-from grader.hub.profiles import detect_gpus
+from grader.hub.spawn.profiles import detect_gpus
 from hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, stop_server, wait_until_stopped
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]

@@ -129,9 +129,9 @@ def test_yaml_file_layer_is_read_from_aicourse_config(tmp_path):
 
 
 def test_a_course_flagged_policy_reaches_its_nbgrader_config_and_survives_a_restart(tmp_path):
-    from grader.course import prepare_course_dir
-    from grader.integrity.policy import flagged_policy
-    from grader.nbgrader_api import load_course_config
+    from grader.grading.course_dir import prepare_course_dir
+    from grader.grading.integrity.policy import flagged_policy
+    from grader.grading.nbgrader_api import load_course_config
 
     config_file = _write_yaml(tmp_path / "platform.yaml", {"courses": {
         "ml201": {"formgrader_port": 8811, "flagged_policy": "zero"}, "ml202": {"formgrader_port": 8812}}})

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from grader.cli import main
-from grader.hub.courses import add_course
+from grader.hub.course_add import add_course
 from grader.hub.layers import ConfigError
 from grader.hub.settings import DEFAULT_CONFIG_PATH, load_settings
 

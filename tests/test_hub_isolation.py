@@ -20,15 +20,15 @@ from traitlets.config import Config
 
 from grader.hub import config as hub_config
 from grader.hub.config import apply_settings, spawner_mode
-from grader.hub.isolation import (account_name, announce, blocked_ancestor, check_demo_as_root, check_reachable, harden_data_dir,
+from grader.hub.spawn.isolation import (account_name, announce, blocked_ancestor, check_demo_as_root, check_reachable, harden_data_dir,
                                   resolve_mode)
 from grader.hub.layers import ConfigError
-from grader.hub.limits import (GpuDevices, ServerGroup, ServerLimits, cgroup_v1_writes, cgroup_v2_writes,
+from grader.hub.spawn.limits import (GpuDevices, ServerGroup, ServerLimits, cgroup_v1_writes, cgroup_v2_writes,
                                detect_enforcement, join_groups, parse_bytes, systemd_properties, systemd_run_command,
                                v1_device_rules)
-from grader.hub.local_spawner import SecureSpawner
+from grader.hub.spawn.local_spawner import SecureSpawner
 from grader.hub.settings import load_settings
-from grader.hub.spawn import prepare_home_as_owner
+from grader.hub.spawn.homes import prepare_home_as_owner
 from hubfixture import reachable_by_others
 
 # Two GPUs, and the devices every CUDA process needs (nvidiactl, modeset, nvidia-uvm).
@@ -65,7 +65,7 @@ def test_make_hub_as_root_starts_the_secure_mode_with_the_http_exchange(tmp_path
     assert spawner_mode(settings) == "secure"
     c = Config()
     apply_settings(c, settings)
-    assert c.JupyterHub.spawner_class == "grader.hub.local_spawner.SecureSpawner"
+    assert c.JupyterHub.spawner_class == "grader.hub.spawn.local_spawner.SecureSpawner"
     assert c.SecureSpawner.homes_dir == str(tmp_path / "homes")
     assert "--allow-root" not in c.Spawner.cmd
     assert c.JupyterHub.template_vars == {"aicourse_spawner_mode": "secure"}
@@ -306,7 +306,7 @@ def test_a_link_planted_in_a_home_does_not_make_the_hub_write_elsewhere(owned_ho
 
 
 def test_the_hook_finds_the_home_with_any_spawner(tmp_path, monkeypatch):
-    from grader.hub.spawn import home_of
+    from grader.hub.spawn.homes import home_of
     assert home_of(SimpleNamespace(home_dir=str(tmp_path), user=SimpleNamespace(name="ann"))) == tmp_path
     # A spawner without home_dir (LocalProcessSpawner, systemdspawner): the account's home.
     monkeypatch.setattr("pwd.getpwnam", lambda name: SimpleNamespace(pw_dir=f"/home/{name}"))

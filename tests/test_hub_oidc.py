@@ -20,7 +20,7 @@ from traitlets.config import Config
 
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
-from grader.hub.oidc import PlatformOIDCAuthenticator, hub_groups_for
+from grader.hub.auth.oidc import PlatformOIDCAuthenticator, hub_groups_for
 from grader.hub.settings import layered_config, load_settings, settings_from_config
 import hubfixture
 from hubfixture import free_port, stop_hub
@@ -70,7 +70,7 @@ def test_oidc_settings_set_generic_oauthenticator_traits(tmp_path):
     c = Config()
     apply_settings(c, settings)
     a = c.PlatformOIDCAuthenticator
-    assert c.JupyterHub.authenticator_class == "grader.hub.oidc.PlatformOIDCAuthenticator"
+    assert c.JupyterHub.authenticator_class == "grader.hub.auth.oidc.PlatformOIDCAuthenticator"
     assert (a.client_id, a.client_secret) == ("hub", "s3cret-from-the-secrets-file")
     assert a.oidc_issuer == "http://127.0.0.1:9400" and a.username_claim == "email" and a.scope == ["openid", "email"]
     assert a.manage_groups is True and c.Authenticator.allow_all is False and a.allow_existing_users is False
@@ -89,7 +89,7 @@ def test_local_accounts_stay_the_default(tmp_path):
     settings = _load(tmp_path, {"courses": {"ai101": {"formgrader_port": 9010, "instructors": ["ian"]}}})
     c = Config()
     apply_settings(c, settings)
-    assert c.JupyterHub.authenticator_class == "grader.hub.auth.PlatformAuthenticator"
+    assert c.JupyterHub.authenticator_class == "grader.hub.auth.local.PlatformAuthenticator"
     assert c.PlatformAuthenticator.signup_mode == "invitation" and c.Authenticator.allow_all is True
     roles = {role["name"]: role for role in c.JupyterHub.load_roles}
     assert "groups" not in roles["instructor-ai101"] and c.JupyterHub.load_groups["formgrade-ai101"]["users"] == ["ian"]

@@ -11,7 +11,7 @@ from traitlets.config import Config
 
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
-from grader.hub.profiles import GpuAllocator, GpuInventory, ProfileError, ProfileSpawning, detect_gpus
+from grader.hub.spawn.profiles import GpuAllocator, GpuInventory, ProfileError, ProfileSpawning, detect_gpus
 from grader.hub.settings import Profile, load_settings
 
 CPU = Profile("cpu", "CPU: 2 cores, 4 GB", cpu_limit=2, mem_limit="4G")

@@ -31,9 +31,9 @@ import requests
 import websocket
 import yaml
 
-from grader.hub.isolation import account_name, remove_account
-from grader.hub.limits import PARENT_NAME, ServerGroup, detect_enforcement
-from grader.paths import ASSIGNMENTS_SOURCE_DIR
+from grader.hub.spawn.isolation import account_name, remove_account
+from grader.hub.spawn.limits import PARENT_NAME, ServerGroup, detect_enforcement
+from grader.resources import ASSIGNMENTS_SOURCE_DIR
 from hubfixture import api_token, execute_cell, login, reachable_by_others, start_hub, start_server, stop_hub
 
 pytestmark = [

@@ -83,12 +83,12 @@ def test_instructors_keep_the_formgrader_course_list_and_everything_else(tmp_pat
 
 
 def test_the_hub_starts_servers_through_the_deferring_entry_point():
-    assert _singleuser_command()[1:] == ["-m", "grader.hub.singleuser"]
+    assert _singleuser_command()[1:] == ["-m", "grader.hub.spawn.singleuser"]
 
 
 DEFERRED_IRI_CHECK = """
 import json, sys
-from grader.hub.singleuser import defer_start_up_work
+from grader.hub.spawn.singleuser import defer_start_up_work
 defer_start_up_work()
 import jupyter_server.serverapp  # imports jupyter_events, jsonschema and its format checkers
 at_start = "rfc3987_syntax.syntax_helpers" in sys.modules
@@ -109,7 +109,7 @@ def test_the_iri_grammars_are_compiled_at_first_use_not_at_start(tmp_path):
 
 
 def test_a_deferred_module_imports_on_first_call_or_attribute(tmp_path, monkeypatch):
-    from grader.hub.singleuser import defer_module
+    from grader.hub.spawn.singleuser import defer_module
 
     (tmp_path / "slowmod.py").write_text("IMPORTS = [1]\ndef double(x):\n    return 2 * x\n")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -137,7 +137,7 @@ def recording_init(self, args, *rest, **kwargs):
     started.append(args if isinstance(args, str) else " ".join(map(str, args)))
     real_init(self, args, *rest, **kwargs)
 subprocess.Popen.__init__ = recording_init
-from grader.hub.singleuser import defer_start_up_work
+from grader.hub.spawn.singleuser import defer_start_up_work
 defer_start_up_work()
 import jupyterlab.labapp  # asked node for yarn's registry at import
 from jupyterlab.commands import AppOptions, YARN_DEFAULT_REGISTRY

@@ -38,8 +38,8 @@ from grader.cli import main as grader_main
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
 from grader.hub.settings import load_settings
-from grader.paths import HUB_CONFIG_DIR
-from grader.hub.tls_front import (
+from grader.resources import HUB_CONFIG_DIR
+from grader.hub.services.tls_front import (
     SERVICE_NAME,
     caddyfile_path,
     front_dir,
@@ -292,7 +292,7 @@ def test_low_ports_without_root_and_taken_ports_are_refused_before_caddy_runs(tm
     settings, config_file = _load(tmp_path, {**https, "port": 443, "http_port": free_port()})
     monkeypatch.setenv("AICOURSE_CONFIG", str(config_file))
     # As a user other than root, unless caddy carries cap_net_bind_service (Debian's does not).
-    monkeypatch.setattr("grader.hub.tls_front._may_bind_low_ports", lambda binary: False)
+    monkeypatch.setattr("grader.hub.services.tls_front._may_bind_low_ports", lambda binary: False)
     with pytest.raises(ConfigError, match=r"https.port: 443 is below \d+ and the hub does not run as root.*setcap"):
         prepare_front(settings, euid=1000)
     with socket.socket() as taken:

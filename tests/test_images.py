@@ -19,15 +19,15 @@ import yaml
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-from grader.hub.kubernetes import (
+from grader.hub.kubernetes.values import (
     HELM_DIR,
     HUB_REPO_ROOT,
     ProfileAccess,
     constraint_versions,
     image_tag,
 )
-from grader.hub.pod_nbgrader import EXCHANGE_URL_ENV
-from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
+from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
 
 IMAGES_DIR = HUB_CONFIG_DIR / "images"
 SINGLEUSER = {"cpu": IMAGES_DIR / "Dockerfile.cpu", "gpu": IMAGES_DIR / "Dockerfile.gpu"}
@@ -121,7 +121,7 @@ def test_the_config_d_file_applies_the_mounted_platform_settings(tmp_path, monke
     # The chart exec()s each file with its own globals, `c` among them.
     exec(compile(CONFIG_D_FILE.read_text(), CONFIG_D_FILE.name, "exec"), {"c": c})
     assert isinstance(c.KubeSpawner.profile_list, ProfileAccess)
-    assert c.JupyterHub.authenticator_class == "grader.hub.auth.PlatformAuthenticator"
+    assert c.JupyterHub.authenticator_class == "grader.hub.auth.local.PlatformAuthenticator"
     assert (tmp_path / "data" / "courses" / "ai101").is_dir()
     # Seats are checked and metered at each start, through KubeSpawner's hooks.
     assert c.KubeSpawner.pre_spawn_hook == c.KubeSpawner.profile_list.pre_spawn_hook
@@ -164,7 +164,7 @@ def test_the_pod_nbgrader_config_selects_the_http_exchange(monkeypatch):
     from nbgrader.coursedir import CourseDirectory
     from nbgrader.exchange import ExchangeFactory
 
-    from grader.exchange import HttpExchange, List, ReleaseAssignment, Submit
+    from grader.exchange.plugins import HttpExchange, List, ReleaseAssignment, Submit
 
     environ = _pod_environ()
     for name, value in environ.items():

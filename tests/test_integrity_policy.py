@@ -1,4 +1,4 @@
-"""grader.integrity.policy: c.Grader.flagged_policy on a real gradebook, made by grading the
+"""grader.grading.integrity.policy: c.Grader.flagged_policy on a real gradebook, made by grading the
 squares fixture with nbgrader's own autograde (so these tests do not depend on the executor)."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import pytest
 from nbgrader.api import Gradebook
 from test_autograde import ASSIGNMENT, make_fixture_course
 
-from grader.course import Course
-from grader.gradebook import grade_rows
-from grader.integrity.flags import Flag
-from grader.integrity.policy import MARK, apply_flagged_policy, flagged_policy, zeroed_by_policy
-from grader.nbgrader_api import GraderError, checked, load_course_config, open_api
-from grader.progress import GradedRecord, ProgressStore, fingerprint
+from grader.grading.course_dir import Course
+from grader.grading.gradebook import grade_rows
+from grader.grading.integrity.flags import Flag
+from grader.grading.integrity.policy import MARK, apply_flagged_policy, flagged_policy, zeroed_by_policy
+from grader.grading.nbgrader_api import GraderError, checked, load_course_config, open_api
+from grader.grading.resume import GradedRecord, ProgressStore, fingerprint
 
 pytestmark = pytest.mark.slow
 

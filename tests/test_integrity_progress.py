@@ -1,4 +1,4 @@
-"""grader.progress: flags are stored with each record; a database from before flags is migrated."""
+"""grader.grading.resume: flags are stored with each record; a database from before flags is migrated."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 import sqlite3
 from contextlib import closing
 
-from grader.integrity.flags import Flag
-from grader.progress import GradedRecord, ProgressStore, fingerprint, record_flags
+from grader.grading.integrity.flags import Flag
+from grader.grading.resume import GradedRecord, ProgressStore, fingerprint, record_flags
 
 OLD_SCHEMA = """
 CREATE TABLE graded (

@@ -1,4 +1,4 @@
-"""grader.tamper.inspect_submission on the tampered fixtures: repaired from the release so nbgrader
+"""grader.grading.tamper.inspect_submission on the tampered fixtures: repaired from the release so nbgrader
 grades them as the honest notebook (the grades themselves: tests/test_autograde.py)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell
 
-from grader.tamper import inspect_submission
+from grader.grading.tamper import inspect_submission
 
 FILES = Path(__file__).parent / "files"
 

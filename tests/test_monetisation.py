@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from grader.paths import COURSES_DIR
+from grader.resources import COURSES_DIR
 
 MODULE_DIR = COURSES_DIR / "03_monetisation"
 

@@ -1,4 +1,4 @@
-"""What grader.nbgrader_speedups changes for the length of a run, and that it puts everything back."""
+"""What grader.grading.nbgrader_speedups changes for the length of a run, and that it puts everything back."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from contextlib import closing
 import nbgrader.api
 from nbgrader.api import Gradebook
 
-from grader.nbgrader_speedups import faster_nbgrader
+from grader.grading.nbgrader_speedups import faster_nbgrader
 
 
 def _journal_mode(path) -> str:

@@ -12,7 +12,7 @@ from grader.notebooks import (
     notebook_smoke_parameters,
     run_notebook,
 )
-from grader.paths import REPO_ROOT
+from grader.resources import REPO_ROOT
 
 NOTEBOOKS = course_and_assignment_notebooks()
 

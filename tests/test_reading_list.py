@@ -7,7 +7,7 @@ import re
 import nbformat
 import pytest
 
-from grader.paths import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, REPO_ROOT
+from grader.resources import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, REPO_ROOT
 
 READING_LIST = REPO_ROOT / "docs" / "reading-list.md"
 

@@ -1,4 +1,4 @@
-"""grader.report: the HTML page and its PNGs, from the graded course of test_export.py."""
+"""grader.grading.report: the HTML page and its PNGs, from the graded course of test_export.py."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from test_autograde import ASSIGNMENT
 from test_export import FLAGGED, GRADED, PENDING, graded_course
 
 from grader.cli import main
-from grader.progress import ProgressStore
-from grader.report import assignment_report, write_report
+from grader.grading.resume import ProgressStore
+from grader.grading.report import assignment_report, write_report
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,7 @@ def test_flags_of_every_kind_and_a_zeroed_score_are_listed(tmp_path):
     tamper and a files flag and held at 0 by the "zero" policy."""
     from test_integrity_policy import FLAGS, nbgrader_graded_course
 
-    from grader.integrity.policy import apply_flagged_policy
+    from grader.grading.integrity.policy import apply_flagged_policy
 
     course = nbgrader_graded_course(tmp_path / "course")
     apply_flagged_policy(course.gradebook_url, course.course_id, ASSIGNMENT, "tampered-tests", FLAGS, "zero")

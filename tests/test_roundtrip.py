@@ -15,13 +15,13 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.autograde import autograde_assignment
-from grader.collect import collect_submissions
-from grader.course import Course, prepare_course_dir, student_config_text
-from grader.feedback import release_feedback
-from grader.gradebook import grade_rows
-from grader.paths import ASSIGNMENTS_SOURCE_DIR
-from grader.release import release_assignment
+from grader.grading.autograde import autograde_assignment
+from grader.grading.collect import collect_submissions
+from grader.grading.course_dir import Course, prepare_course_dir, student_config_text
+from grader.grading.feedback import release_feedback
+from grader.grading.gradebook import grade_rows
+from grader.resources import ASSIGNMENTS_SOURCE_DIR
+from grader.grading.release import release_assignment
 
 pytestmark = pytest.mark.slow
 
@@ -144,7 +144,7 @@ def test_collect_copies_regular_files_only_and_reports_what_it_skipped(tmp_path,
     assert "fifo" in skipped["data/pipe"]
 
     # Kept for autograde's flags; a later collect with nothing new reports nothing again.
-    from grader.collect import skipped_entries
+    from grader.grading.collect import skipped_entries
 
     assert [f.reason for f in skipped_entries(course_dir=course.course_dir, assignment_id="squares")["mallory"]] \
         == [flag.reason for _, flag in reported]
@@ -174,7 +174,7 @@ def test_the_safe_submit_plugin_refuses_a_folder_with_links(tmp_path):
     student_dir = tmp_path / "students" / "mallory"
     (student_dir / "home").mkdir(parents=True)
     (student_dir / "nbgrader_config.py").write_text(
-        student_config_text(course, "mallory") + "c.ExchangeFactory.submit = 'grader.exchange.safe_files.Submit'\n")
+        student_config_text(course, "mallory") + "c.ExchangeFactory.submit = 'grader.exchange.plugins.safe_files.Submit'\n")
     nbgrader_as_student(student_dir, "fetch_assignment", "squares")
     os.symlink(course.gradebook_path, student_dir / "squares" / "answers.db")
     env = dict(os.environ, HOME=str(student_dir / "home"))

@@ -11,7 +11,7 @@ from traitlets.config import Config
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
 from grader.hub.roles import COHORT_ADMIN_SCOPES
-from grader.hub.seats_config import SERVICE_SCOPES
+from grader.hub.services.seats import SERVICE_SCOPES
 from grader.hub.settings import HubSettings, Profile, SeatsSettings, load_settings
 from grader.seats.enforcement import SeatEnforcement, _email_of, refusal_message
 from grader.seats.store import Access

@@ -1,4 +1,4 @@
-"""grader/seats/reports.py: usage per learner and invoice lines, checked against sums done by hand."""
+"""grader/seats/usage_reports.py: usage per learner and invoice lines, checked against sums done by hand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from grader.seats import store
-from grader.seats.reports import (LearnerProgress, cohort_usage, invoice_lines, summarise, write_invoice_csv,
+from grader.seats.usage_reports import (LearnerProgress, cohort_usage, invoice_lines, summarise, write_invoice_csv,
                                   write_usage_csv)
 from seats_backends import make_cohort, postgres_server, seats_db, seats_url  # noqa: F401 (fixtures)
 

@@ -286,8 +286,8 @@ def test_pages_of_another_organisation_are_not_found(seats_hub):
 def test_progress_reads_scores_from_the_gradebook_and_lessons_from_the_home(tmp_path):
     from nbgrader.api import Gradebook
 
-    from grader.course import Course, prepare_course_dir
-    from grader.seats.progress import learner_progress
+    from grader.grading.course_dir import Course, prepare_course_dir
+    from grader.seats.learner_progress import learner_progress
 
     course = Course("ai101", tmp_path / "course", tmp_path / "exchange")
     prepare_course_dir(course)

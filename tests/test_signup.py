@@ -10,9 +10,9 @@ import requests
 import yaml
 
 from grader.cli import main
-from grader.hub.accounts import PENDING, AccountStore
-from grader.hub.auth import PlatformAuthenticator
-from grader.hub.signup import (
+from grader.hub.auth.accounts import PENDING, AccountStore
+from grader.hub.auth.local import PlatformAuthenticator
+from grader.hub.auth.signup import (
     SignupAdminHandler,
     approve_signup,
     check_new_account,

@@ -1,4 +1,4 @@
-"""grader.integrity.static_scan: honest work is never flagged, and the known tricks always are.
+"""grader.grading.integrity.static_scan: honest work is never flagged, and the known tricks always are.
 
 Honest: every student cell of the assignments (their solution versions, as if submitted), every
 code cell of the lessons, the squares solution and wrong answer, and snippets of the ordinary
@@ -16,8 +16,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.integrity.flags import Flag
-from grader.integrity.static_scan import (
+from grader.grading.integrity.flags import Flag
+from grader.grading.integrity.static_scan import (
     DYNAMIC, FRAMES, GROUPS, IPYTHON, LOWLEVEL, MAX_FLAGS_PER_FILE, MONKEYPATCH, RIGGED, flag_group, scan_notebook,
     scan_python_source, scan_submission,
 )
@@ -199,7 +199,7 @@ ATTACKS = [
     ("%xmode", "%xmode Minimal", IPYTHON),
     ("sys.excepthook", "import sys\nsys.excepthook = lambda *a: None", IPYTHON),
     ("input history", "print(In[-1])", IPYTHON),
-    ("the grader's package", "from grader.executor import protocol", IPYTHON),
+    ("the grader's package", "from grader.grading.executor import protocol", IPYTHON),
     ("hidden inside %time", "%time get_ipython().events.register('pre_run_cell', print)", IPYTHON),
     ("the shell through exit", "shell = exit._ip\nshell.run_cell('1')", IPYTHON),
     ("exit passed around", "holder = [quit]\nprint(holder[0])", IPYTHON),

@@ -1,4 +1,4 @@
-"""grader.status: counts per assignment from the graded course of test_export.py, and the table."""
+"""grader.grading.status: counts per assignment from the graded course of test_export.py, and the table."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from test_autograde import ASSIGNMENT
 from test_export import FLAGGED, GRADED, PENDING, graded_course
 
 from grader.cli import main
-from grader.integrity.flags import Flag
-from grader.status import (
+from grader.grading.integrity.flags import Flag
+from grader.grading.status import (
     AssignmentStatus, StudentStatus, course_status, flagged_table, graded_submissions, pending_students, status_table,
 )
 
@@ -88,7 +88,7 @@ def policy_course(tmp_path_factory):
     zeroed by the "zero" policy, and one more submission not graded yet."""
     from test_integrity_policy import FLAGS, nbgrader_graded_course
 
-    from grader.integrity.policy import apply_flagged_policy
+    from grader.grading.integrity.policy import apply_flagged_policy
 
     course = nbgrader_graded_course(tmp_path_factory.mktemp("status"))
     apply_flagged_policy(course.gradebook_url, course.course_id, ASSIGNMENT, "tampered-tests", FLAGS, "zero")

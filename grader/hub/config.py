@@ -11,20 +11,20 @@ import os
 import sys
 from pathlib import Path
 
-from grader.course import prepare_course_dir
-from grader.exchange_service.hub import exchange_roles, exchange_service, exchange_token_scopes, uses_http_exchange
-from grader.hub.culler import culler_role, culler_service
-from grader.hub.isolation import announce, check_demo_as_root, check_reachable, harden_data_dir, resolve_mode
-from grader.hub.limits import detect_enforcement
-from grader.hub.oidc import roles_with_identity_groups, update_oidc_auth
-from grader.hub.profiles import GpuInventory, ProfileSpawning, detect_gpus
+from grader.grading.course_dir import prepare_course_dir
+from grader.hub.services.exchange import exchange_roles, exchange_service, exchange_token_scopes, uses_http_exchange
+from grader.hub.services.culler import culler_role, culler_service
+from grader.hub.spawn.isolation import announce, check_demo_as_root, check_reachable, harden_data_dir, resolve_mode
+from grader.hub.spawn.limits import detect_enforcement
+from grader.hub.auth.oidc import roles_with_identity_groups, update_oidc_auth
+from grader.hub.spawn.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.roles import platform_groups, platform_roles
-from grader.hub.seats_config import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
 from grader.hub.layers import ConfigError
 from grader.hub.settings import CourseSettings, HubSettings
-from grader.hub.spawn import home_of, prepare_home_as_owner
-from grader.hub.tls_front import prepare_front, tls_front_services
-from grader.paths import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.spawn.homes import home_of, prepare_home_as_owner
+from grader.hub.services.tls_front import prepare_front, tls_front_services
+from grader.resources import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
 
 CHP_BINARY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
 # Jupyter configuration folders for servers, by kind of user (see hub_config/jupyter/README.md).
@@ -54,8 +54,8 @@ def spawner_mode(settings: HubSettings) -> str:
 
 def _singleuser_command(*, as_root: bool = False) -> list[str]:
     # The same interpreter as the hub, so kernels see the platform's torch and tensorflow.
-    # grader.hub.singleuser: jupyterhub.singleuser without two eager imports (~1.3 CPU-s of a start).
-    command = [sys.executable, "-m", "grader.hub.singleuser"]
+    # grader.hub.spawn.singleuser: jupyterhub.singleuser without two eager imports (~1.3 CPU-s of a start).
+    command = [sys.executable, "-m", "grader.hub.spawn.singleuser"]
     # Only where a server really runs as root: the courses' formgraders (hub services), and a
     # throw-away test hub in demo mode (spawner.allow_root_demo). Users' servers never, in secure mode.
     if as_root and _running_as_root():
@@ -79,11 +79,11 @@ def update_storage(c, settings: HubSettings) -> None:
 
 
 def update_auth(c, settings: HubSettings) -> None:
-    """Local accounts with sign-up (grader.hub.auth, grader.hub.signup), or OIDC single sign-on (grader.hub.oidc)."""
+    """Local accounts with sign-up (grader.hub.auth.local, grader.hub.auth.signup), or OIDC single sign-on (grader.hub.auth.oidc)."""
     if settings.auth.type == "oidc":
         update_oidc_auth(c, settings.auth)
         return
-    c.JupyterHub.authenticator_class = "grader.hub.auth.PlatformAuthenticator"
+    c.JupyterHub.authenticator_class = "grader.hub.auth.local.PlatformAuthenticator"
     # The sign-up pages, and the login page with a link to them (extends JupyterHub's own).
     c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
     c.PlatformAuthenticator.signup_mode = settings.signup
@@ -135,7 +135,7 @@ def pre_spawn_hook_for(settings: HubSettings):
 def update_spawner(c, settings: HubSettings) -> None:
     """The secure spawner (an account and a cgroup per user) or the demo one (the hub's own user)."""
     if spawner_mode(settings) == "secure":
-        c.JupyterHub.spawner_class = "grader.hub.local_spawner.SecureSpawner"
+        c.JupyterHub.spawner_class = "grader.hub.spawn.local_spawner.SecureSpawner"
         c.SecureSpawner.homes_dir = str(settings.homes_dir)
         c.SecureSpawner.enforcement = detect_enforcement() or ""
         c.SecureSpawner.default_max_tasks = settings.spawner.max_tasks
@@ -219,7 +219,7 @@ def update_services(c, settings: HubSettings) -> None:
         services.append(culler_service(settings))
     if uses_http_exchange(settings):
         services.append(exchange_service(settings))
-    # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/tls_front.py).
+    # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/services/tls_front.py).
     c.JupyterHub.services = services + seats_services(settings) + tls_front_services(settings)
 
 
@@ -236,9 +236,9 @@ def prepare_machine(settings: HubSettings) -> None:
 
     Secure mode: cgroups or systemd must be there to enforce limits, users' accounts must reach
     the interpreter, and what the hub keeps is made its own but for users' homes
-    (:func:`grader.hub.isolation.harden_data_dir`). Demo mode as root is refused unless
+    (:func:`grader.hub.spawn.isolation.harden_data_dir`). Demo mode as root is refused unless
     ``spawner.allow_root_demo``. The file exchange is warned about. With ``https.enabled`` the TLS
-    front's Caddyfile is written and checked (:func:`grader.hub.tls_front.prepare_front`).
+    front's Caddyfile is written and checked (:func:`grader.hub.services.tls_front.prepare_front`).
     """
     mode = spawner_mode(settings)
     if mode == "secure":

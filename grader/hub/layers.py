@@ -15,7 +15,7 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-from grader.paths import HUB_CONFIG_DIR
+from grader.resources import HUB_CONFIG_DIR
 
 SCHEMA_PATH = HUB_CONFIG_DIR / "platform.schema.json"
 # Keys whose values are paths; a relative path in a file means relative to that file's folder.

@@ -25,7 +25,7 @@ from __future__ import annotations
 from grader.hub.settings import CourseSettings, HubSettings
 
 COHORT_ADMIN_SCOPES = ["list:users", "read:users:name", "read:users:groups", "list:groups", "read:groups"]
-# Declared by grader.hub.seats_config (c.JupyterHub.custom_scopes); the seats service checks them.
+# Declared by grader.hub.services.seats (c.JupyterHub.custom_scopes); the seats service checks them.
 SEATS_SERVICE = "seats"
 SEATS_READ = "custom:seats:read"
 SEATS_WRITE = "custom:seats:write"

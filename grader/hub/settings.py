@@ -15,11 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from grader.course import Course
-from grader.exchange_service import SERVICE_NAME as EXCHANGE_SERVICE_NAME
+from grader.grading.course_dir import Course
+from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE_NAME
 from grader.hub.layers import ConfigError, merge_layers, read_layer
-from grader.hub.oidc import AuthSettings, auth_settings_from_config
-from grader.paths import HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.auth.oidc import AuthSettings, auth_settings_from_config
+from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
 
 ENV_PREFIX = "AICOURSE_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "proxy_api_port": 8001,
     # signup: off | invitation (links made by admins) | approval (also requests an admin approves).
     "accounts": {"max_failed_logins": 5, "lockout_seconds": 600, "signup": "invitation", "invitation_hours": 72},
-    # Who logs in: "local" accounts (grader/hub/accounts.py) or "oidc" single sign-on (grader/hub/oidc.py).
+    # Who logs in: "local" accounts (grader/hub/auth/accounts.py) or "oidc" single sign-on (grader/hub/auth/oidc.py).
     "auth": {"type": "local"},
     "courses": {},
     "admins": [],
@@ -52,13 +52,13 @@ DEFAULTS: dict[str, Any] = {
     # nbgrader's exchange: "http" (grader/exchange_service, the default: a hub service that takes
     # identity from the hub, so no student can submit as another) or "files" (nbgrader's shared folder).
     "exchange": {"backend": "http", "service_port": 8011, "max_upload_mb": 100},
-    # How users' servers run on one machine (grader/hub/isolation.py): "secure" (an account per
+    # How users' servers run on one machine (grader/hub/spawn/isolation.py): "secure" (an account per
     # user, limits in a cgroup), "demo" (every server as the hub's own user), "auto" (secure as root).
     # homes_dir empty: <data_dir>/homes. max_tasks: processes and threads of a server whose profile
     # names none. allow_root_demo: demo mode as root (--allow-root) for throw-away test hubs; only the
     # environment (AICOURSE_ALLOW_ROOT_DEMO=1) can set it, never the platform YAML (the schema refuses it).
     "spawner": {"mode": "auto", "homes_dir": "", "max_tasks": 1024, "allow_root_demo": False},
-    # HTTPS on one machine (grader/hub/tls_front.py): Caddy in front of the hub, off by default.
+    # HTTPS on one machine (grader/hub/services/tls_front.py): Caddy in front of the hub, off by default.
     # certificate + key: those files; domain alone: a certificate from Let's Encrypt (ACME).
     # address empty: every interface. hsts_max_age 0: no Strict-Transport-Security header.
     "https": {"enabled": False, "domain": "", "address": "", "port": 443, "http_port": 80,
@@ -78,7 +78,7 @@ class CourseSettings:
     students: tuple[str, ...] = ()
     # None: <data_dir>/courses/<course_id>
     course_dir: Path | None = None
-    # What `grader autograde` does with a flagged submission's score (grader.integrity.policy).
+    # What `grader autograde` does with a flagged submission's score (grader.grading.integrity.policy).
     flagged_policy: str = "keep"
 
     @property
@@ -147,7 +147,7 @@ class ExchangeSettings:
 
 @dataclass(frozen=True)
 class SpawnerSettings:
-    """How users' servers run on one machine (see grader/hub/isolation.py and README, "Isolation")."""
+    """How users' servers run on one machine (see grader/hub/spawn/isolation.py and README, "Isolation")."""
 
     mode: str = DEFAULTS["spawner"]["mode"]
     # None: <data_dir>/homes (HubSettings.homes_dir).
@@ -158,7 +158,7 @@ class SpawnerSettings:
 
 @dataclass(frozen=True)
 class HttpsSettings:
-    """The optional TLS front (see grader/hub/tls_front.py and docs/one-machine-isolation.md)."""
+    """The optional TLS front (see grader/hub/services/tls_front.py and docs/one-machine-isolation.md)."""
 
     enabled: bool = DEFAULTS["https"]["enabled"]
     # The name people type; with no certificate, the one Caddy obtains a certificate for. "": any name.

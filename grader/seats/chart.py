@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Sequence
 
-from grader.seats.reports import UsageRow
+from grader.seats.usage_reports import UsageRow
 
 BAR_HEIGHT = 14
 ROW_GAP = 10

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from grader.seats import reports, store
+from grader.seats import store, usage_reports
 from grader.seats.csv_import import bulk_assign
 from grader.seats.db import DEFAULT_URL_NAME, URL_ENV, close_seats_db, default_url, open_seats_db
 
@@ -156,13 +156,13 @@ def _write_csv(target: str, write) -> None:
 
 
 def _usage(session: Session, args: argparse.Namespace) -> int:
-    rows = reports.cohort_usage(session, cohort_id=args.cohort)
+    rows = usage_reports.cohort_usage(session, cohort_id=args.cohort)
     if args.csv is not None:
-        _write_csv(args.csv, lambda file: reports.write_usage_csv(rows, file))
+        _write_csv(args.csv, lambda file: usage_reports.write_usage_csv(rows, file))
         return 0
     print(_table(["user", "email", "state", "server h", "GPU h"],
                  [[r.username, r.email, r.state, f"{r.server_hours:.2f}", f"{r.gpu_hours:.2f}"] for r in rows]))
-    summary = reports.summarise(rows)
+    summary = usage_reports.summarise(rows)
     print(f"{summary.active_learners} active learner(s), {summary.server_hours:.2f} server hours, "
           f"{summary.gpu_hours:.2f} GPU hours")
     return 0
@@ -170,9 +170,9 @@ def _usage(session: Session, args: argparse.Namespace) -> int:
 
 def _invoice(session: Session, args: argparse.Namespace) -> int:
     organisation = store.find_organisation(session, name=args.organisation)
-    lines = reports.invoice_lines(session, organisation_id=organisation.id, month=args.month)
+    lines = usage_reports.invoice_lines(session, organisation_id=organisation.id, month=args.month)
     if args.csv is not None:
-        _write_csv(args.csv, lambda file: reports.write_invoice_csv(lines, file))
+        _write_csv(args.csv, lambda file: usage_reports.write_invoice_csv(lines, file))
         return 0
     print(_table(["cohort", "course", "seat-days", "GPU h", "server h"],
                  [[f"{l.cohort} ({l.cohort_id})", l.course_id, l.seat_days, f"{l.gpu_hours:.2f}",

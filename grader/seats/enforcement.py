@@ -1,12 +1,12 @@
 """The hub side of seats: who may log in and start a server, with which profiles, and metering.
 
-One :class:`SeatEnforcement` lives in the hub process (built by :mod:`grader.hub.seats_config`):
+One :class:`SeatEnforcement` lives in the hub process (built by :mod:`grader.hub.services.seats`):
 
 - :meth:`SeatEnforcement.post_auth_hook` runs after a password (or OIDC) login succeeded. It first
   turns invitations sent to the user's e-mail into active seats, then refuses the login with a
   403 whose message says why and whom to contact. JupyterHub shows that message on its login form
   (``LoginHandler.render_template`` puts an ``HTTPError``'s message into ``login_error``).
-- As the :class:`grader.hub.profiles.SpawnPolicy` of the spawn form it refuses a server start
+- As the :class:`grader.hub.spawn.profiles.SpawnPolicy` of the spawn form it refuses a server start
   (checked at every start, so a revoked seat stops new servers at once, even for someone holding a
   valid login cookie or API token), narrows the profiles to those the user's open cohorts include,
   and records each start and stop as a usage record.
@@ -118,7 +118,7 @@ class SeatEnforcement:
         self.refuse_unless_allowed(access)
         return authentication
 
-    # --- grader.hub.profiles.SpawnPolicy ---
+    # --- grader.hub.spawn.profiles.SpawnPolicy ---
 
     def profiles_for(self, spawner) -> frozenset[str] | None:
         user = spawner.user

@@ -1,6 +1,6 @@
 """The seats service: a JupyterHub-managed tornado app at ``/services/seats/``.
 
-The hub starts it (:func:`grader.hub.seats_config.seats_service`) with JupyterHub's usual service
+The hub starts it (:func:`grader.hub.services.seats.seats_service`) with JupyterHub's usual service
 environment (``JUPYTERHUB_SERVICE_URL``, ``_SERVICE_PREFIX``, ``_API_URL``, ``_API_TOKEN``, the
 OAuth client) plus ``GRADER_SEATS_DB``, and these options::
 

@@ -1,0 +1,97 @@
+"""nbgrader's file exchange, copying regular files only.
+
+nbgrader's own ``collect`` copies a submission out of the exchange's world-writable ``inbound/``
+with ``shutil.copytree``, which follows symlinks: a student who leaves a link to ``/etc/shadow``
+or to ``gradebook.db`` there has the instructor (or root) copy that file into ``submitted/``, where
+autograde hands it to the student's code. :class:`Collect` copies with
+:func:`grader.grading.integrity.files.copy_regular_tree` instead: symlinks, hard links, devices, fifos and
+sockets are never followed or copied, each skipped entry is logged as a warning and kept as a
+``files`` flag for the student (:meth:`grader.grading.resume.ProgressStore.collect_flags`), which
+``grader collect`` prints. :class:`Submit` refuses, on the student's side, a folder holding such
+entries, naming them.
+
+``grader collect`` uses :class:`Collect` whenever the course uses nbgrader's file exchange
+(:func:`grader.grading.collect.collect_submissions`); a course's ``nbgrader_config.py`` may name them too::
+
+    c.ExchangeFactory.collect = 'grader.exchange.plugins.safe_files.Collect'
+    c.ExchangeFactory.submit = 'grader.exchange.plugins.safe_files.Submit'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from nbgrader.exchange.default.collect import ExchangeCollect
+from nbgrader.exchange.default.submit import ExchangeSubmit
+from nbgrader.utils import ignore_patterns
+
+from grader.grading.integrity.files import Entry, copy_regular_tree, non_regular_entries, walk_regular
+from grader.grading.integrity.flags import Flag
+
+
+def _ignore(exchange):
+    coursedir = exchange.coursedir
+    return ignore_patterns(exclude=coursedir.ignore, include=coursedir.include,
+                           max_file_size=coursedir.max_file_size, log=exchange.log)
+
+
+def _regular_size(folder: str, ignore) -> int:
+    return sum(item.stat.st_size for item in walk_regular(Path(folder), ignore=ignore) if isinstance(item, Entry))
+
+
+class Collect(ExchangeCollect):
+    """nbgrader's file-exchange collect; the copy follows nothing and reports what it skipped."""
+
+    #: {student id: files flags} of this run's collected submissions (empty list: nothing skipped).
+    skipped: dict[str, list[Flag]]
+
+    def init_src(self):
+        super().init_src()
+        self.skipped = {}
+
+    def do_copy(self, src, dest, log=None):
+        ignore = _ignore(self)
+        size, limit = _regular_size(src, ignore), 1000 * self.coursedir.max_dir_size
+        if size > limit:
+            self.log.error("Directory size is too big")
+            raise RuntimeError(f"Directory size is too big. Size is {size}, maximum size is {limit}")
+        if os.path.lexists(dest):
+            raise FileExistsError(dest)
+        flags = copy_regular_tree(Path(src), Path(dest), ignore=ignore)
+        student_id = self._path_to_record(src)["username"]  # as nbgrader's collect names it
+        for flag in flags:
+            self.log.warning("%s: %s (in %s)", student_id, flag.reason, src)
+        self.skipped[student_id] = flags
+        self._record(student_id, flags)
+        if self.coursedir.groupshared:
+            for dirname, _, filenames in os.walk(dest):
+                os.chmod(dirname, os.stat(dirname).st_mode | 0o2770)
+                for filename in filenames:
+                    path = os.path.join(dirname, filename)
+                    os.chmod(path, os.stat(path).st_mode | 0o660)
+
+    def _record(self, student_id: str, flags: list[Flag]) -> None:
+        from grader.grading.resume import ProgressStore  # the course's store, next to its gradebook
+
+        ProgressStore(Path(self.coursedir.root)).set_collect_flags(self.coursedir.assignment_id, student_id, flags)
+
+
+class Submit(ExchangeSubmit):
+    """nbgrader's file-exchange submit, refusing a folder that holds anything but regular files."""
+
+    def copy_files(self):
+        refused = non_regular_entries(Path(self.src_path), ignore=_ignore(self))
+        if refused:
+            self.fail("Submissions hold regular files only; remove or replace these and submit again:\n"
+                      + "\n".join(f"  {flag.reason}" for flag in refused))
+        super().copy_files()
+
+    def do_copy(self, src, dest, log=None):
+        ignore = _ignore(self)
+        size, limit = _regular_size(src, ignore), 1000 * self.coursedir.max_dir_size
+        if size > limit:
+            self.log.error("Directory size is too big")
+            raise RuntimeError(f"Directory size is too big. Size is {size}, maximum size is {limit}")
+        for flag in copy_regular_tree(Path(src), Path(dest), ignore=ignore):  # changed since the check
+            self.fail(f"Submissions hold regular files only: {flag.reason}")

@@ -1,0 +1,3 @@
+from grader.exchange.service.app import main
+
+main()

@@ -1,3 +1,0 @@
-from grader.exchange_service.app import main
-
-main()

@@ -1,0 +1,320 @@
+"""The platform on Kubernetes: Zero-to-JupyterHub values rendered from the platform's own settings.
+
+One set of layered settings drives both deployments. On one machine :mod:`grader.hub.config`
+applies all of them. Under the Zero-to-JupyterHub chart, the chart owns the spawner (KubeSpawner),
+proxy, hub database and idle culler, so:
+
+- :func:`render_values` turns the settings into the chart's values: ``singleuser.profileList`` from
+  ``profiles``, ``hub.services`` (each course's formgrader, the seats service, the HTTP exchange)
+  and ``hub.loadRoles`` from the courses and roles (IdP groups included under OIDC), ``cull`` from
+  ``idle_culler``, the exchange's address for users' pods, and the settings themselves as a file
+  mounted into the hub pod. ``python -m grader.hub.kubernetes values`` writes them to
+  ``hub_config/helm/platform.values.yaml`` (committed; a test fails when it is stale).
+- :func:`apply_kubernetes_settings` runs in the hub pod (from the chart's ``jupyterhub_config.d``,
+  see ``hub_config/images/hub/``) and sets what the chart cannot: the authenticator, course
+  directories and groups, admins, seats (checked at login and at each start, starts and stops
+  metered), which of the chart's profiles each user may pick (:mod:`grader.hub.kubernetes.profiles`),
+  and what users' server tokens may do.
+- In a user's pod, nbgrader reads ``hub_config/images/singleuser/nbgrader_config.py``, which takes
+  the exchange's address from the pod's environment (:mod:`grader.hub.kubernetes.pod_nbgrader`).
+
+The settings layers are the same as on one machine, plus ``hub_config/helm/platform.kubernetes.yaml``
+on top of ``platform.yaml`` (the cluster's images, GPU node pool, requests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import yaml
+
+from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE
+from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
+from grader.hub.config import STAFF_JUPYTER_CONFIG, course_service, server_token_scopes, update_auth, update_courses
+from grader.hub.kubernetes.profiles import ProfileAccess
+from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.hub.auth.oidc import roles_with_identity_groups
+from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
+from grader.hub.roles import platform_roles
+from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.settings import DEFAULT_CONFIG_PATH, HubSettings, Profile, layered_config, settings_from_config
+from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
+
+HELM_DIR = HUB_CONFIG_DIR / "helm"
+KUBERNETES_LAYER_PATH = HELM_DIR / "platform.kubernetes.yaml"
+RENDERED_VALUES_PATH = HELM_DIR / "platform.values.yaml"
+CONSTRAINTS_PATH = REPO_ROOT / "requirements" / "constraints.txt"
+
+# Where the hub image and the chart's values put things inside the hub pod.
+HUB_DATA_DIR = "/srv/aicourse"  # a PersistentVolumeClaim (hub.extraVolumes)
+HUB_CONFIG_FILE = "/usr/local/etc/aicourse/platform.yaml"  # hub.extraFiles, rendered below
+HUB_REPO_ROOT = Path("/opt/aicourse")  # the repository copied into the hub image
+HUB_PYTHON = "python3"
+# The chart's Service in front of the hub pod; the proxy reaches the hub's managed services there.
+HUB_SERVICE_HOST = "hub"
+# The hub pod's labels (the chart's): users' pods may reach it on the exchange's port.
+HUB_POD_LABELS = {"app": "jupyterhub", "component": "hub"}
+# Rendering needs no secrets; an OIDC client secret stands in for the one the hub pod reads from
+# its secrets layer (<data_dir>/secrets.yaml on the platform volume).
+RENDER_SECRETS = {"auth": {"oidc": {"client_secret": "read-in-the-hub-pod"}}}
+GPU_RESOURCE = "nvidia.com/gpu"
+
+# Defaults of the `kubernetes:` settings block (hub_config/platform.schema.json).
+KUBERNETES_DEFAULTS: dict[str, Any] = {
+    "images": {"cpu": "ghcr.io/aicourse/singleuser-cpu", "gpu": "ghcr.io/aicourse/singleuser-gpu"},
+    # The label NVIDIA's GPU feature discovery (GPU operator) puts on GPU nodes, and the taint
+    # managed GPU pools carry (GKE adds it itself), so CPU pods never land on a GPU node.
+    "gpu_node_selector": {"nvidia.com/gpu.present": "true"},
+    "gpu_tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+    # Requests are what nodes are packed by; most servers idle most of the time (see
+    # docs/deploy-kubernetes.md, "Sizing"), so CPU is overcommitted 4x, memory 2x.
+    "cpu_guarantee_ratio": 0.25,
+    "mem_guarantee_ratio": 0.5,
+}
+
+_BYTE_UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+def platform_layers(*, admin_path: Path = DEFAULT_CONFIG_PATH,
+                    kubernetes_path: Path = KUBERNETES_LAYER_PATH) -> dict[str, Any]:
+    """The cluster's settings files merged: ``platform.yaml``, then the Kubernetes layer (both validated)."""
+    admin = read_layer(Path(admin_path), required=True)
+    return merge_layers(admin, read_layer(Path(kubernetes_path), required=False))
+
+
+def full_config(layers: Mapping[str, Any]) -> dict[str, Any]:
+    """``layers`` over the defaults in code, with the hub pod's data folder, whatever the files say.
+
+    No environment layer: the rendered values must not depend on who renders them. No secrets
+    either: an OIDC client secret, which the values never contain, is stood in for.
+    """
+    oidc = layers.get("auth", {}).get("type") == "oidc"
+    config = layered_config(secrets=RENDER_SECRETS if oidc else {}, admin=layers, environ={})
+    return merge_layers(config, {"data_dir": HUB_DATA_DIR})
+
+
+def kubernetes_config(**paths: Path) -> dict[str, Any]:
+    """The merged platform settings of the cluster (see :func:`platform_layers` for ``paths``)."""
+    return full_config(platform_layers(**paths))
+
+
+def constraint_versions(path: Path = CONSTRAINTS_PATH) -> dict[str, str]:
+    """Pinned versions by normalised package name (``tensorflow-cpu``), from the constraints file."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if "==" in line and not line.lstrip().startswith("#"):
+            name, version = line.split("==", 1)
+            pins[re.sub(r"[-_.]+", "-", name.strip()).lower()] = version.strip()
+    return pins
+
+
+def image_tag(variant: str, *, constraints: Path = CONSTRAINTS_PATH) -> str:
+    """The single-user image tag: the PyTorch and TensorFlow versions the tests run, and the variant."""
+    pins = constraint_versions(constraints)
+    return f"torch{pins['torch']}-tf{pins['tensorflow-cpu']}-{variant}"
+
+
+def parse_bytes(size: str) -> int:
+    """JupyterHub's byte notation (``4G``, ``512M``; powers of 1024) in bytes."""
+    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)([KMGT]?)", size)
+    if not match:
+        raise ConfigError(f"{size!r} is not a size like 4G or 512M")
+    return int(float(match.group(1)) * _BYTE_UNITS[match.group(2)])
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+def profile_entry(profile: Profile, *, kubernetes: Mapping[str, Any], default: bool,
+                  constraints: Path = CONSTRAINTS_PATH) -> dict[str, Any]:
+    """One KubeSpawner profile: limits and requests, and for a GPU profile its GPUs, image and nodes."""
+    override: dict[str, Any] = {}
+    if profile.cpu_limit is not None:
+        override["cpu_limit"] = profile.cpu_limit
+        override["cpu_guarantee"] = round(profile.cpu_limit * kubernetes["cpu_guarantee_ratio"], 3)
+    if profile.mem_limit is not None:
+        override["mem_limit"] = profile.mem_limit
+        override["mem_guarantee"] = f"{parse_bytes(profile.mem_limit) * kubernetes['mem_guarantee_ratio'] // 2**20:.0f}M"
+    if profile.gpus:
+        # Whole GPUs through the device plugin; Kubernetes never shares one between pods.
+        override["extra_resource_limits"] = {GPU_RESOURCE: str(profile.gpus)}
+        override["image"] = f"{kubernetes['images']['gpu']}:{image_tag('gpu', constraints=constraints)}"
+        override["node_selector"] = dict(kubernetes["gpu_node_selector"])
+        override["tolerations"] = [dict(t) for t in kubernetes["gpu_tolerations"]]
+    entry = {"display_name": profile.display_name, "slug": profile.slug, "description": profile.description,
+             "kubespawner_override": override}
+    if default:
+        entry["default"] = True
+    return entry
+
+
+# How each kind of managed service is told to listen on every address of the hub pod: its URL's
+# host is the hub's Service, an address no process in the pod can bind.
+BIND_ALL_ADDRESSES = {
+    "jupyterhub.singleuser": "--ServerApp.ip=0.0.0.0",
+    "grader.hub.spawn.singleuser": "--ServerApp.ip=0.0.0.0",  # jupyterhub.singleuser, started faster
+    "grader.seats.service": "--ip=0.0.0.0",
+    "grader.exchange.service": "--ip=0.0.0.0",
+}
+
+
+def _in_hub_pod(service: dict[str, Any]) -> dict[str, Any]:
+    """A managed service as the one-machine hub runs it, moved into the hub pod.
+
+    It listens on every address of the pod and the proxy (and users' pods, for the exchange)
+    reach it through the hub's Service; it runs on the hub image's Python, as the image's
+    unprivileged user.
+    """
+    moved = {key: value for key, value in service.items() if key != "name"}
+    port = int(service["url"].rsplit(":", 1)[1])
+    moved["url"] = f"http://{HUB_SERVICE_HOST}:{port}"
+    module = service["command"][2] if service["command"][1:2] == ["-m"] else None
+    if module not in BIND_ALL_ADDRESSES:
+        raise ConfigError(f"service {service['name']}: no way known to make {module or service['command']} "
+                          "listen on every address of the hub pod (grader.hub.kubernetes.values.BIND_ALL_ADDRESSES)")
+    # The one-machine address (--ip=127.0.0.1) goes; every address of the pod replaces it.
+    command = [HUB_PYTHON, *(arg for arg in service["command"][1:]
+                             if arg != "--allow-root" and not arg.startswith("--ip="))]
+    command.append(BIND_ALL_ADDRESSES[module])
+    moved["command"] = command
+    if "JUPYTER_CONFIG_PATH" in moved.get("environment", {}):
+        moved["environment"] = {**moved["environment"],
+                                "JUPYTER_CONFIG_PATH": str(HUB_REPO_ROOT / STAFF_JUPYTER_CONFIG.relative_to(REPO_ROOT))}
+    return moved
+
+
+def hub_services(settings: HubSettings) -> dict[str, dict[str, Any]]:
+    """``hub.services``: each course's formgrader, the seats service and the HTTP exchange, keyed by
+    name so overlays merge.
+
+    The idle culler is not here: the chart runs its own from ``cull``.
+    """
+    services = [course_service(settings, course) for course in settings.courses] + seats_services(settings)
+    if uses_http_exchange(settings):
+        services.append(exchange_service(settings))
+    return {service["name"]: _in_hub_pod(service) for service in services}
+
+
+def hub_roles(settings: HubSettings) -> list[dict[str, Any]]:
+    """``hub.loadRoles`` as the one-machine hub loads them (less the chart's own culler's)."""
+    return (roles_with_identity_groups(platform_roles(settings), settings.auth) + seats_roles(settings)
+            + (exchange_roles(settings) if uses_http_exchange(settings) else []))
+
+
+def pod_exchange_url(settings: HubSettings) -> str:
+    """The HTTP exchange as users' pods reach it: the hub's Service, on the exchange's port."""
+    return f"http://{HUB_SERVICE_HOST}:{settings.exchange.service_port}/services/{EXCHANGE_SERVICE}/"
+
+
+def singleuser_exchange_values(settings: HubSettings) -> dict[str, Any]:
+    """``singleuser`` values for the HTTP exchange: its URL in every user's pod, and an egress rule
+    to the hub pod on its port (the chart's policy lets users' pods reach the hub on 8081 only)."""
+    if not uses_http_exchange(settings):
+        return {}
+    return {
+        "extraEnv": {EXCHANGE_URL_ENV: pod_exchange_url(settings)},
+        "networkPolicy": {"egress": [{"to": [{"podSelector": {"matchLabels": dict(HUB_POD_LABELS)}}],
+                                      "ports": [{"port": settings.exchange.service_port, "protocol": "TCP"}]}]},
+    }
+
+
+def render_values(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_PATH) -> dict[str, Any]:
+    """The chart values that follow from the platform's settings files ``layers`` (:func:`platform_layers`)."""
+    config = full_config(layers)
+    settings = settings_from_config(config)
+    kubernetes = merge_layers(KUBERNETES_DEFAULTS, config.get("kubernetes", {}))
+    services = hub_services(settings)
+    ports = sorted(int(service["url"].rsplit(":", 1)[1]) for service in services.values())
+    roles = hub_roles(settings)
+    culling = settings.idle_culler
+    # The files' settings, for the hub pod to layer over its defaults as on one machine; the data
+    # folder is the pod's (AICOURSE_DATA_DIR) and the kubernetes block only matters here.
+    platform_file = {key: value for key, value in layers.items() if key not in ("kubernetes", "data_dir")}
+    return {
+        "hub": {
+            "services": services,
+            "loadRoles": {role["name"]: {k: v for k, v in role.items() if k != "name"} for role in roles},
+            "extraFiles": {"platform-yaml": {"mountPath": HUB_CONFIG_FILE, "data": platform_file}},
+            "service": {"extraPorts": [{"name": f"svc-{port}", "port": port, "targetPort": port} for port in ports]},
+            "networkPolicy": {"allowedIngressPorts": ports},
+        },
+        "singleuser": {
+            "image": {"name": kubernetes["images"]["cpu"], "tag": image_tag("cpu", constraints=constraints)},
+            "profileList": [profile_entry(profile, kubernetes=kubernetes, default=index == 0, constraints=constraints)
+                            for index, profile in enumerate(settings.profiles)],
+            **singleuser_exchange_values(settings),
+        },
+        "cull": {"enabled": culling.enabled, "timeout": culling.timeout, "every": culling.cull_every,
+                 "maxAge": culling.max_age},
+    }
+
+
+GENERATED_HEADER = """\
+# GENERATED by `python -m grader.hub.kubernetes values` from hub_config/platform.yaml and
+# hub_config/helm/platform.kubernetes.yaml: do not edit; change those files and run it again
+# (tests/test_helm_values.py fails while this file is stale). Applied after values.yaml, before the
+# environment's overlay (see deploy.sh).
+"""
+
+
+def rendered_values_text(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_PATH) -> str:
+    return GENERATED_HEADER + yaml.safe_dump(render_values(layers, constraints=constraints), sort_keys=False,
+                                             default_flow_style=False, width=100)
+
+
+# --- in the hub pod -------------------------------------------------------------------------------
+
+def apply_kubernetes_settings(c, settings: HubSettings) -> None:
+    """Set, in the hub pod, the traits the chart leaves to the platform (after the chart's own config)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    update_auth(c, settings)
+    update_courses(c, settings)
+    update_seats(c, settings)
+    c.Authenticator.admin_users = set(settings.admins)
+    # Seats: checked at each start and metered, as the spawn form does on one machine.
+    chart_profiles = c.KubeSpawner.profile_list if "profile_list" in c.KubeSpawner else []
+    if isinstance(chart_profiles, ProfileAccess):  # applied a second time
+        chart_profiles = chart_profiles.chart_profiles
+    access = ProfileAccess(chart_profiles or [], settings.profiles, policy=seats_policy(settings))
+    if chart_profiles:
+        c.KubeSpawner.profile_list = access
+    c.KubeSpawner.pre_spawn_hook = access.pre_spawn_hook
+    c.KubeSpawner.post_stop_hook = access.post_stop_hook
+    # What a server's token may do, as on one machine (nbgrader's hub plugin, the exchange).
+    c.KubeSpawner.server_token_scopes = server_token_scopes(settings)
+
+
+# --- command line ---------------------------------------------------------------------------------
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m grader.hub.kubernetes.values", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    values = commands.add_parser("values", help="write the chart values that follow from the platform settings")
+    values.add_argument("--config", type=Path, default=DEFAULT_CONFIG_PATH)
+    values.add_argument("--kubernetes", type=Path, default=KUBERNETES_LAYER_PATH)
+    values.add_argument("--out", type=Path, default=RENDERED_VALUES_PATH, help="'-' for standard output")
+    tag = commands.add_parser("image-tag", help="print the single-user image tag of a variant")
+    tag.add_argument("variant", choices=["cpu", "gpu"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "image-tag":
+            print(image_tag(args.variant))
+            return 0
+        text = rendered_values_text(platform_layers(admin_path=args.config, kubernetes_path=args.kubernetes))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if str(args.out) == "-":
+        sys.stdout.write(text)
+    else:
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

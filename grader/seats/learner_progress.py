@@ -1,0 +1,97 @@
+"""How far a cohort's learners got, read from where the hub keeps it (best effort).
+
+- **Assignment scores** come from the course's nbgrader gradebook (the ``db_url`` of its
+  ``nbgrader_config.py``, so a PostgreSQL gradebook works too): each submission's score minus its
+  late penalty, by assignment id, for learners the gradebook knows.
+- **Lessons run** are the lesson notebooks in the learner's ``~/courses`` that have at least one
+  executed code cell saved (the hub copies the lessons there at spawn, see
+  :mod:`grader.hub.spawn.homes`). A lesson run but never saved does not count: the server, not the hub,
+  knows about it.
+
+Anything missing (no course directory, no gradebook yet, an unreadable notebook) counts as no
+progress rather than failing the report: the report is about seats and usage first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Iterable
+
+from sqlalchemy.engine import make_url
+
+from grader.seats.usage_reports import LearnerProgress
+
+log = logging.getLogger(__name__)
+
+
+def lessons_run(home: Path) -> int:
+    """Lesson notebooks under ``home/courses`` with an executed code cell saved in them."""
+    count = 0
+    for notebook in sorted((home / "courses").rglob("*.ipynb")):
+        if ".ipynb_checkpoints" in notebook.parts:
+            continue
+        try:
+            cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            continue
+        if any(isinstance(c, dict) and c.get("cell_type") == "code" and c.get("execution_count") for c in cells):
+            count += 1
+    return count
+
+
+def _gradebook_url(course_dir: Path) -> str | None:
+    from grader.grading.nbgrader_api import load_course_config
+    from nbgrader.coursedir import CourseDirectory
+
+    try:
+        url = CourseDirectory(config=load_course_config(course_dir)).db_url
+    except Exception as error:  # a broken course config must not break the seats report
+        log.warning("seats: no gradebook for %s: %s", course_dir, error)
+        return None
+    parsed = make_url(url)
+    # Opening a missing SQLite gradebook would create an empty one in the instructor's course.
+    if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+        return None
+    return url
+
+
+def assignment_scores(*, course_id: str, course_dir: Path, usernames: Iterable[str]) -> dict[str, dict[str, float]]:
+    """{learner: {assignment id: score}} from the course's gradebook; {} when there is none."""
+    from nbgrader.api import Gradebook, MissingEntry
+
+    url = _gradebook_url(course_dir)
+    if url is None:
+        return {}
+    wanted = set(usernames)
+    scores: dict[str, dict[str, float]] = {}
+    try:
+        with Gradebook(url, course_id=course_id) as gradebook:
+            for assignment in gradebook.assignments:
+                for username in wanted:
+                    try:
+                        submission = gradebook.find_submission(assignment.name, username)
+                    except MissingEntry:
+                        continue
+                    penalty = submission.late_submission_penalty or 0.0
+                    scores.setdefault(username, {})[assignment.name] = max(submission.score - penalty, 0.0)
+    except Exception as error:  # an unreachable or half-migrated gradebook: report without scores
+        log.warning("seats: cannot read the gradebook of %s: %s", course_id, error)
+        return {}
+    return scores
+
+
+def learner_progress(*, usernames: Iterable[str], course_id: str, course_dir: Path | None,
+                     homes_dir: Path | None) -> dict[str, LearnerProgress]:
+    """Each learner's lessons run and assignment scores in one course."""
+    usernames = list(dict.fromkeys(usernames))
+    scores = assignment_scores(course_id=course_id, course_dir=course_dir, usernames=usernames) if course_dir else {}
+    return {name: LearnerProgress(lessons_run=lessons_run(homes_dir / name) if homes_dir and _plain(name) else 0,
+                                  scores=scores.get(name, {}))
+            for name in usernames}
+
+
+def _plain(username: str) -> bool:
+    # A seat's user name is typed by a cohort admin: it must name a home, never a path out of them.
+    return bool(username) and "/" not in username and "\\" not in username and not username.startswith(".")
