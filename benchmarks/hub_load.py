@@ -41,7 +41,7 @@ Every account the run creates is deleted at the end (userdel), also on errors, C
 the reference's ``hubload-<random>-NN`` and, in the secure mode, the spawner's
 ``jupyter-bench-<random>-NNN`` and ``jupyter-hubload-<random>-NN`` with their cgroups. The secure
 mode needs the interpreter reachable by other accounts: while the hubs run, the folders above it
-get o+x as in tests/test_hub_secure.py (``reachable_by_others``), and the repository's
+get o+x as in tests/hub/spawn/test_secure_mode.py (``reachable_by_others``), and the repository's
 ``assignments/`` folder, which our hub makes private, gets its mode back afterwards.
 
 Before the hubs start, the script measures one server's start-up CPU, a student's server as our
@@ -98,7 +98,7 @@ from grader.hub.config import _singleuser_command  # noqa: E402  (the exact comm
 from grader.hub.spawn.isolation import account_name  # noqa: E402
 from grader.hub.spawn.limits import ServerGroup, detect_enforcement  # noqa: E402
 from grader.resources import ASSIGNMENTS_SOURCE_DIR, HUB_CONFIG_DIR  # noqa: E402
-from hubfixture import RunningHub, _wait_until_up, free_port, reachable_by_others, start_hub, stop_hub  # noqa: E402
+from tests.support.hubfixture import RunningHub, _wait_until_up, free_port, reachable_by_others, start_hub, stop_hub  # noqa: E402
 from server_startup import StartCost, startup_costs, summary_lines, tree_cpu_seconds  # noqa: E402
 
 REQUEST_TIMEOUT = 30  # seconds, for every single HTTP request
@@ -324,7 +324,7 @@ def spawning_here() -> Spawning:
 @contextlib.contextmanager
 def secure_mode_machine(spawning: Spawning) -> Iterator[None]:
     """What the secure mode needs while the hubs run, undone after: the interpreter reachable by
-    users' accounts (tests/hubfixture.py), and the repository's assignments/ folder's mode, which
+    users' accounts (tests/support/hubfixture.py), and the repository's assignments/ folder's mode, which
     our hub takes others' permissions off (grader.hub.spawn.isolation.harden_data_dir)."""
     if spawning.mode != "secure":
         yield

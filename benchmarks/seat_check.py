@@ -42,7 +42,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
-from hubfixture import free_port, start_hub, stop_hub  # noqa: E402
+from tests.support.hubfixture import free_port, start_hub, stop_hub  # noqa: E402
 
 REQUEST_TIMEOUT = 30
 # JupyterHub's access log line for a login: "302 POST /hub/login -> /hub/spawn (name@127.0.0.1) 412.34ms"
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="seat-check-")))
         db_url = ""
         if args.postgres:
-            import postgres
+            from tests.support import postgres
 
             db_url = stack.enter_context(postgres.running_postgres())
         hubs = {}

@@ -16,7 +16,7 @@ import re
 import nbformat
 import pytest
 
-from nbgrader_helpers import (
+from tests.support.nbgrader_helpers import (
     autograde_scores,
     generate,
     make_course,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from nbgrader_helpers import (
+from tests.support.nbgrader_helpers import (
     autograde_scores,
     generate,
     make_course,

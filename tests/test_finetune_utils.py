@@ -177,3 +177,59 @@ def test_linear_warmup_schedule_matches_transformers():
         reference.step()
     assert fu.linear_warmup_schedule(0, warmup_steps=warmup, total_steps=total) == 0.0
     assert fu.linear_warmup_schedule(warmup, warmup_steps=warmup, total_steps=total) == 1.0
+
+
+class CharTokenizer:
+    """A stand-in for a Hugging Face tokenizer: one id per character, padded per batch."""
+
+    pad_token_id = 0
+
+    def __call__(self, texts, *, padding, truncation, max_length, return_tensors):
+        ids = [[1 + ord(ch) % 40 for ch in text][:max_length] for text in texts]
+        width = max(len(row) for row in ids)
+        return {"input_ids": torch.tensor([row + [0] * (width - len(row)) for row in ids]),
+                "attention_mask": torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in ids])}
+
+
+class BagOfCharacters(nn.Module):
+    def __init__(self, num_classes=2):
+        super().__init__()
+        self.embed = nn.Embedding(41, 8)
+        self.head = nn.Linear(8, num_classes)
+
+    def forward(self, input_ids, attention_mask):
+        return self.head(fu.mean_pool(self.embed(input_ids), attention_mask))
+
+
+TEXTS = ["aaaa", "abab", "aab", "bbbb", "bbab", "bba"] * 3
+LABELS = np.array([0, 0, 0, 1, 1, 1] * 3)
+
+
+def test_evaluate_returns_the_mean_cross_entropy_and_the_accuracy():
+    torch.manual_seed(0)
+    model, tokenizer = BagOfCharacters(), CharTokenizer()
+    loss, accuracy = fu.evaluate(model, tokenizer, TEXTS, LABELS, device=torch.device("cpu"), max_length=8, batch_size=4)
+    encoded = tokenizer(TEXTS, padding=True, truncation=True, max_length=8, return_tensors="pt")
+    with torch.no_grad():
+        logits = model(encoded["input_ids"], encoded["attention_mask"])
+    assert loss == pytest.approx(nn.functional.cross_entropy(logits, torch.as_tensor(LABELS)).item(), rel=1e-5)
+    assert accuracy == pytest.approx((logits.argmax(-1).numpy() == LABELS).mean())
+    assert np.array_equal(fu.predict(model, tokenizer, TEXTS, device=torch.device("cpu"), max_length=8),
+                          logits.argmax(-1).numpy())
+
+
+def test_train_classifier_calls_epoch_end_after_each_epoch_in_eval_mode_and_learns():
+    torch.manual_seed(0)
+    model, tokenizer, cpu = BagOfCharacters(), CharTokenizer(), torch.device("cpu")
+    start_loss, _ = fu.evaluate(model, tokenizer, TEXTS, LABELS, device=cpu, max_length=8)
+    seen = []
+
+    def epoch_end(epoch):
+        seen.append((epoch, model.training, fu.evaluate(model, tokenizer, TEXTS, LABELS, device=cpu, max_length=8)[0]))
+
+    losses = fu.train_classifier(model, tokenizer, TEXTS, LABELS, device=cpu, num_epochs=3, batch_size=4, lr=0.05,
+                                 max_length=8, warmup_fraction=0.1, epoch_end=epoch_end)
+    assert [epoch for epoch, _, _ in seen] == [1, 2, 3]
+    assert not any(training for _, training, _ in seen)
+    assert len(losses) == 3 * 5                       # ceil(18 / 4) steps per epoch
+    assert seen[-1][2] < 0.5 * start_loss             # it learns the a/b rule

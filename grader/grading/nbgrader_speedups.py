@@ -16,7 +16,7 @@ which runs under the one-writer gradebook lock and so limits how fast a batch ca
 
 :func:`faster_nbgrader` swaps in a per-URL shared engine and a schema-checked-once validator for
 the duration of a run, and puts nbgrader back afterwards. Nothing that is written changes:
-``tests/test_autograde_equivalence.py`` compares every gradebook row with ``nbgrader autograde``.
+``tests/grading/test_autograde_equivalence.py`` compares every gradebook row with ``nbgrader autograde``.
 """
 
 from __future__ import annotations

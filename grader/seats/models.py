@@ -2,7 +2,7 @@
 
 Timestamps are stored as naive UTC (the one form SQLite and PostgreSQL share) and come back as
 aware UTC datetimes; a naive datetime handed in is taken to be UTC already. Changing a table
-here needs a new Alembic revision in ``migrations/versions`` (``tests/test_seats_migrations.py``
+here needs a new Alembic revision in ``migrations/versions`` (``tests/seats/test_migrations.py``
 fails while the models and the migrations disagree).
 """
 

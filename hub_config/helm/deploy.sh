@@ -9,7 +9,7 @@
 #   2. platform.values.yaml         rendered from hub_config/platform.yaml (python -m grader.hub.kubernetes values)
 #   3. <env>.values.yaml            the environment's overlay
 #   4. <env>.secret.values.yaml     its secrets, sops-encrypted, decrypted on the fly
-# tests/test_helm_values.py merges the same list in the same order (values_files below is the one
+# tests/hub/kubernetes/test_helm_values.py merges the same list in the same order (values_files below is the one
 # place it is written).
 set -euo pipefail
 

@@ -4,7 +4,7 @@ Every attack is a student submission of the ``squares`` assignment (tests/files/
 ``square`` is WRONG (``x + 1``: it scores 0 on its own) plus a trick: to get marks anyway, or to
 read, leak or damage something outside the submission, or to leave something behind on the host.
 The one-line docstring of each ``attack_*`` function says what it tries; the first word of its
-name is its class. tests/test_grading_attacks.py grades all of them in one batch.
+name is its class. tests/grading/test_attacks.py grades all of them in one batch.
 
 What the test gives every submission (its folder, next to the notebook):
 

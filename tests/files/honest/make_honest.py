@@ -4,7 +4,7 @@ Each is a correct (or honestly slow) answer to the squares assignment (tests/fil
 the way students write notebooks: progress bars, warnings, plots, files, widgets, long prints,
 magics. Where the score could depend on how the code runs, the behaviour sits inside ``square``,
 so it happens in the graded test cells too (nbgrader zeroes a graded cell with stderr output).
-``tests/test_autograde_equivalence.py`` grades them with `grader` and with `nbgrader autograde` and
+``tests/grading/test_autograde_equivalence.py`` grades them with `grader` and with `nbgrader autograde` and
 requires the same gradebook rows and the same autograded files. A folder holds the notebook and
 whatever else the student handed in (``data/``).
 """
