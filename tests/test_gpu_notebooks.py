@@ -1,4 +1,5 @@
-"""GPU-only checks of the lessons whose float32 framework comparisons depend on TF32 being off.
+"""GPU-only checks: the lessons whose float32 framework comparisons depend on TF32 being off, and the
+fine-tuning lessons' mixed-precision path.
 
 On Ampere and Hopper GPUs TensorFlow runs float32 matrix products in TF32 by default (PyTorch when
 allowed); lessons 1.4 and 2.1 switch it off in both frameworks, and these runs on a CUDA device show
@@ -32,3 +33,19 @@ def test_framework_comparisons_hold_on_the_gpu(lesson, tmp_path, monkeypatch):
     run_notebook(path, tmp_path / path.name, parameters=parameters)
     assert (tmp_path / path.name).exists()
 
+
+
+# The fine-tuning lessons' GPU path (autocast in bfloat16, or float16 with a gradient scaler, and the
+# fused AdamW step) is not exercised by the CPU runs in CI.
+FINE_TUNING_LESSONS = ["02_finetuning/02_finetune_minilm_intents.ipynb", "02_finetuning/03_lora_from_scratch.ipynb"]
+
+
+@pytest.mark.parametrize("lesson", FINE_TUNING_LESSONS)
+def test_mixed_precision_fine_tuning_runs_on_the_gpu(lesson, tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    path = COURSES_DIR / lesson
+    parameters = {**notebook_smoke_parameters(path), "device_preference": "cuda"}
+    run_notebook(path, tmp_path / path.name, parameters=parameters)
+    assert (tmp_path / path.name).exists()

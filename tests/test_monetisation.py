@@ -71,6 +71,21 @@ def test_decode_throughput_is_memory_bound_at_batch_one_and_compute_bound_at_lar
     assert m.decode_tokens_per_second(batch_size=1000, **kw) == pytest.approx(25_000.0)
 
 
+def test_decode_throughput_calibration_kv_cache_and_no_overlap():
+    kw = dict(n_params=1e9, n_gpus=1, peak_flops=100e12, mfu=0.5, mem_bandwidth=1e12, bytes_per_param=2.0)
+    # Llama 2 70B: 80 layers, 8 KV heads of 128 dims, 2 bytes -> 327,680 bytes per token of context
+    assert m.kv_cache_bytes_per_token(80, 8, 128) == 327_680
+    # 80 % of the bandwidth: 2 GB take 2.5 ms -> 400 tokens/s at batch 1
+    assert m.decode_tokens_per_second(batch_size=1, bandwidth_efficiency=0.8, **kw) == pytest.approx(400.0)
+    # batch 2 with 500 tokens of context at 1 MB each: 2 GB weights + 1 GB cache = 3 ms -> 2 / 3 ms
+    assert m.decode_tokens_per_second(batch_size=2, kv_bytes_per_token=1e6, context_tokens=500, **kw) == pytest.approx(2 / 3e-3)
+    # no overlap: 2 ms of memory + 40 ms of compute at batch 1000 -> 1000 / 42 ms
+    assert m.decode_tokens_per_second(batch_size=1000, overlap=False, **kw) == pytest.approx(1000 / 42e-3)
+    # the defaults are the plain roofline
+    assert m.decode_tokens_per_second(batch_size=8, **kw) == m.decode_tokens_per_second(
+        batch_size=8, bandwidth_efficiency=1.0, kv_bytes_per_token=0.0, context_tokens=0.0, overlap=True, **kw)
+
+
 def test_serving_cost_and_price_for_margin():
     # 1,000 tokens/s, 100% busy -> 3.6M tokens per hour; one GPU at $3.60/h -> $1.00 per 1M tokens
     assert m.serving_cost_per_million_tokens(3.6, 1, 1000.0, 1.0) == pytest.approx(1.0)

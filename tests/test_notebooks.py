@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import nbformat
 import pytest
 
 from grader.notebooks import (
@@ -24,6 +25,15 @@ def _id(path):
 def test_there_are_notebooks_to_run():
     assert any("courses" in p.parts for p in NOTEBOOKS)
     assert any("assignments" in p.parts for p in NOTEBOOKS)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if "courses" in p.parts], ids=_id)
+def test_every_lesson_is_listed_in_the_course_and_module_readmes(path):
+    # A lesson nobody links to is a lesson nobody opens (1.6 was missing from the listings once).
+    course_readme = (REPO_ROOT / "courses" / "README.md").read_text(encoding="utf-8")
+    module_readme = (path.parent / "README.md").read_text(encoding="utf-8")
+    assert path.name in course_readme, f"{_id(path)} is not listed in courses/README.md"
+    assert path.name in module_readme, f"{_id(path)} is not listed in {path.parent.name}/README.md"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=_id)
@@ -47,6 +57,13 @@ def test_runs_in_smoke_mode(path, tmp_path, monkeypatch):
     output = tmp_path / path.name
     run_notebook(path, output, parameters=parameters)
     assert output.exists()
+    # A saved widget (a tqdm.auto bar, from_pretrained's "Loading weights") shows "Error displaying
+    # widget: model not found" once the kernel is gone: lessons print text bars instead.
+    widgets = [
+        index for index, cell in enumerate(nbformat.read(output, as_version=4).cells)
+        for out in cell.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in out.get("data", {})
+    ]
+    assert widgets == [], f"{_id(path)}: widget outputs in cells {widgets}"
     if os.environ.get("AICOURSE_KEEP_NOTEBOOK_OUTPUTS"):
         keep = REPO_ROOT / ".artifacts" / "notebooks" / _id(path)
         keep.parent.mkdir(parents=True, exist_ok=True)

@@ -67,3 +67,15 @@ def test_the_seed_errata_are_corrected():
     brown = next(line for line in text.splitlines() if line.startswith("- **Brown et al. (2020).**"))
     assert "text" in brown and "2020" in brown
     assert "Representation Learning: A Review and New Perspectives" in text
+
+
+def test_the_measured_serving_throughput_is_cited_in_full():
+    # Case study 2 checks its calibrated roofline against one published measurement; the lesson, the
+    # data table and the reading list must name the same source.
+    text = READING_LIST.read_text(encoding="utf-8")
+    entry = next(line for line in text.splitlines() if line.startswith("- **InternLM (2023).**"))
+    for detail in ("Benchmark on A100 (FP16)", "llama2-70b", "33.94", "1,391.8", "docs/en/benchmark/a100_fp16.md"):
+        assert detail in entry, detail
+    lesson = COURSES_DIR / "03_monetisation" / "02_serving_unit_economics.ipynb"
+    source = "\n".join(cell.source for cell in nbformat.read(lesson, as_version=4).cells)
+    assert "Benchmark on A100 (FP16)" in source and "lmdeploy_llama2_70b_batch64" in source

@@ -116,6 +116,14 @@ def training_flops(n_params: float, n_tokens: float) -> float:
     return 6.0 * n_params * n_tokens
 
 
+def kv_cache_bytes_per_token(n_layers: int, n_kv_heads: int, head_dim: int, bytes_per_value: float = 2.0) -> float:
+    """Bytes of keys and values one token of context holds (and each decoding step reads) (02).
+
+    Two tensors (K and V) per layer, ``n_kv_heads x head_dim`` values each; with grouped-query
+    attention ``n_kv_heads`` is smaller than the number of query heads (Llama 2 70B: 8 of 64)."""
+    return 2.0 * n_layers * n_kv_heads * head_dim * bytes_per_value
+
+
 def decode_tokens_per_second(
     n_params: float,
     batch_size: int,
@@ -124,6 +132,11 @@ def decode_tokens_per_second(
     mfu: float,
     mem_bandwidth: float,
     bytes_per_param: float = 2.0,
+    *,
+    bandwidth_efficiency: float = 1.0,
+    kv_bytes_per_token: float = 0.0,
+    context_tokens: float = 0.0,
+    overlap: bool = True,
 ) -> float:
     """Generated tokens per second of a model sharded over ``n_gpus`` GPUs (02).
 
@@ -132,10 +145,19 @@ def decode_tokens_per_second(
     and compute ``batch_size * 2 N`` operations (compute time at ``mfu`` x ``peak_flops`` per GPU,
     FLOP/s). The slower of the two sets the step time; this is the roofline that makes large
     batches cheap per token until compute is the bottleneck.
+
+    The keyword-only options calibrate it: only ``bandwidth_efficiency`` of the datasheet bandwidth
+    is reached; every step also reads the KV cache, ``kv_bytes_per_token`` for each of the
+    ``context_tokens`` tokens of each sequence; ``overlap=False`` adds memory and compute time
+    instead of taking the larger (a pessimistic bound for batches near the ridge point, where a
+    real step is neither purely memory- nor purely compute-bound). The defaults give the plain
+    roofline.
     """
-    memory_seconds = n_params * bytes_per_param / (n_gpus * mem_bandwidth)
+    bytes_read = n_params * bytes_per_param + batch_size * context_tokens * kv_bytes_per_token
+    memory_seconds = bytes_read / (n_gpus * mem_bandwidth * bandwidth_efficiency)
     compute_seconds = batch_size * inference_flops_per_token(n_params) / (n_gpus * peak_flops * mfu)
-    return batch_size / max(memory_seconds, compute_seconds)
+    step_seconds = max(memory_seconds, compute_seconds) if overlap else memory_seconds + compute_seconds
+    return batch_size / step_seconds
 
 
 def serving_cost_per_million_tokens(gpu_hourly_price: float, n_gpus: int, tokens_per_second: float, utilisation: float) -> float:
