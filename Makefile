@@ -10,14 +10,14 @@ NODE_STAMP := node_modules/.installed
 # pytest-xdist workers; notebooks and hub tests are mostly waiting on kernels and servers.
 WORKERS ?= auto
 
-.PHONY: setup hub test test-fast lock clean
+.PHONY: setup hub test test-fast lint lock clean
 
 setup: $(STAMP) $(NODE_STAMP)
 
 $(STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[all,dev]'
 	touch $@
 
 $(NODE_STAMP): package.json
@@ -27,6 +27,11 @@ $(NODE_STAMP): package.json
 hub: setup
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \
 		$(BIN)/jupyterhub -f hub_config/jupyterhub_config.py
+
+# ruff (ruff.toml) and the package's allowed imports (.importlinter, drawn in docs/architecture.md).
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 test: setup
 	PATH="$(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$$PATH" \

@@ -21,7 +21,7 @@ after the other, each on random loopback ports with a temporary data folder:
   (grader/hub/spawn/local_spawner.py), with the limits our hub gives a student (the platform YAML's
   first profile without groups: cpu_limit, mem_limit, max_tasks) and the same cgroup enforcement;
   otherwise SimpleLocalProcessSpawner. Both hubs start the same single-user command
-  (``grader.hub.config._singleuser_command``) with the same http/start timeouts; the bare hub's
+  (``grader.hub.spawn.servers.singleuser_command``) with the same http/start timeouts; the bare hub's
   servers get no ``JUPYTER_CONFIG_PATH``, so they load every installed server extension, as a bare
   hub's do. What checks the passwords depends on --reference:
 
@@ -93,13 +93,14 @@ from tqdm.auto import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests"), str(REPO / "benchmarks")]
 
+from server_startup import StartCost, startup_costs, summary_lines, tree_cpu_seconds  # noqa: E402
+
 from grader.hub.auth.accounts import ARGON2_PARAMS, hash_password  # noqa: E402
-from grader.hub.config import _singleuser_command  # noqa: E402  (the exact command our hub spawns)
 from grader.hub.spawn.isolation import account_name  # noqa: E402
 from grader.hub.spawn.limits import ServerGroup, detect_enforcement  # noqa: E402
+from grader.hub.spawn.servers import singleuser_command  # noqa: E402  (the exact command our hub spawns)
 from grader.resources import ASSIGNMENTS_SOURCE_DIR, HUB_CONFIG_DIR  # noqa: E402
 from tests.support.hubfixture import RunningHub, _wait_until_up, free_port, reachable_by_others, start_hub, stop_hub  # noqa: E402
-from server_startup import StartCost, startup_costs, summary_lines, tree_cpu_seconds  # noqa: E402
 
 REQUEST_TIMEOUT = 30  # seconds, for every single HTTP request
 POLL_INTERVAL = 0.25  # seconds between readiness / stop polls
@@ -452,7 +453,7 @@ def start_bare_hub(work: Path, authenticator: str, spawning: Spawning) -> Runnin
     config_file.write_text(BARE_CONFIG.format(
         port=port, hub_port=free_port(), proxy_api_port=free_port(), pid_file=str(data_dir / "proxy.pid"),
         data_dir=data_dir, cookie_file=str(data_dir / "jupyterhub_cookie_secret"), authenticator=authenticator,
-        spawner=bare_spawner_lines(spawning, data_dir / "homes"), cmd=_singleuser_command(),
+        spawner=bare_spawner_lines(spawning, data_dir / "homes"), cmd=singleuser_command(),
     ))
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(REPO / "node_modules" / ".bin"), str(Path(sys.executable).parent), env.get("PATH", "")])

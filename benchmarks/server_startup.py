@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/server_startup.py -n 9 --kinds student staff bare
     .venv/bin/python benchmarks/server_startup.py --importtime     # where a student's start goes
 
-What is started: the command our hub spawns (``grader.hub.config._singleuser_command``: this
+What is started: the command our hub spawns (``grader.hub.spawn.servers.singleuser_command``: this
 interpreter, ``-m grader.hub.spawn.singleuser``, i.e. ``jupyterhub.singleuser`` with two eager imports
 deferred) with the environment a JupyterHub spawner gives it: the ``JUPYTERHUB_*`` variables (API
 token, service URL and prefix, API and activity URLs, OAuth client, default URL
@@ -13,8 +13,8 @@ token, service URL and prefix, API and activity URLs, OAuth client, default URL
 (``grader.hub.spawn.homes.prepare_home``: the lessons and the nbgrader config for the HTTP exchange),
 and the kind's ``JUPYTER_CONFIG_PATH``:
 
-* ``student``: hub_config/jupyter/student, what ``jupyter_config_path_for`` gives a student;
-* ``staff``: hub_config/jupyter/staff, what instructors and graders get;
+* ``student``: grader/hub/data/jupyter/student, what ``jupyter_config_path_for`` gives a student;
+* ``staff``: grader/hub/data/jupyter/staff, what instructors and graders get;
 * ``bare``: a bare JupyterLab as a bare JupyterHub with the same spawner starts it: JupyterHub's
   own ``-m jupyterhub.singleuser`` (what ``jupyterhub-singleuser`` runs), no
   ``JUPYTER_CONFIG_PATH``, so every server extension installed in this environment is enabled
@@ -73,8 +73,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO)]
 
-from grader.hub.config import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, _singleuser_command  # noqa: E402
 from grader.hub.spawn.homes import prepare_home  # noqa: E402
+from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, singleuser_command  # noqa: E402
 from grader.resources import COURSES_DIR  # noqa: E402
 
 KINDS = ("student", "staff", "bare", "student-upstream")
@@ -229,7 +229,7 @@ def _answers(url: str) -> bool:
 
 def command_for(kind: str) -> list[str]:
     """Ours, or JupyterHub's own entry point; ``--allow-root`` where this runs as root, nothing else."""
-    ours = _singleuser_command(as_root=True)
+    ours = singleuser_command(as_root=True)
     if kind in ("bare", "student-upstream"):
         return [*UPSTREAM_COMMAND, *ours[3:]]
     return ours

@@ -5,7 +5,7 @@
 - :mod:`grader.exchange` the HTTP nbgrader exchange: plugins in users' servers, the hub service
 - :mod:`grader.hub`      the hub: settings, authentication, spawning, services, Kubernetes
 - :mod:`grader.seats`    enterprise seats: cohorts, usage and billing reports, learner progress
-- :mod:`grader.cli`      the ``grader`` command line over all of them
+- :mod:`grader.cli`      the command lines over all of them: ``grader`` (instructors), ``grader-admin``
 
 docs/architecture.md draws which may import which.
 """

@@ -1,7 +1,7 @@
 """Helpers shared by the lessons of module 2 (fine-tuning pretrained models).
 
 Each function says which lesson introduces it; the lessons explain the ideas, this module only
-keeps the code in one place so later lessons (and the tests in ``tests/test_finetune_utils.py``)
+keeps the code in one place so later lessons (and the tests in ``tests/notebooks/test_finetune_utils.py``)
 use exactly what an earlier lesson built.
 """
 

@@ -536,7 +536,7 @@ def plot_tornado(ax, rows: Sequence[tuple[str, float, float]], base_value: float
     """Draw a tornado chart of ``tornado()`` rows around the base-case output (all)."""
     labels = labels or {}
     names = [labels.get(name, name) for name, _, _ in rows][::-1]
-    for y, (name, low, high) in enumerate(rows[::-1]):
+    for y, (_name, low, high) in enumerate(rows[::-1]):
         ax.barh(y, low - base_value, left=base_value, color="tab:blue", alpha=0.8, label="input at low" if y == 0 else None)
         ax.barh(y, high - base_value, left=base_value, color="tab:orange", alpha=0.8, label="input at high" if y == 0 else None)
     ax.axvline(base_value, color="black", lw=1)

@@ -18,8 +18,8 @@ import dataclasses
 import functools
 import os
 import queue
-import sys
 import shutil
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -33,15 +33,15 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import Execute, NbGraderPreprocessor
 from tqdm.auto import tqdm
 
+from grader.flags import Flag
 from grader.grading.executor.client import DEFAULT_PRELOAD, ExecutionRequest, Limits, claim_sandbox_slots
 from grader.grading.executor.preload import assignment_preload
+from grader.grading.integrity.policy import apply_flagged_policy, flagged_policy
 from grader.grading.nbgrader_api import load_course_config
 from grader.grading.nbgrader_speedups import faster_nbgrader
 from grader.grading.resume import GradedRecord, ProgressStore, fingerprint, record_flags
-from grader.grading.integrity.files import copy_regular_tree, read_regular_files
-from grader.grading.integrity.flags import Flag
-from grader.grading.integrity.policy import apply_flagged_policy, flagged_policy
 from grader.grading.tamper import inspect_submission
+from grader.regular_files import copy_regular_tree, read_regular_files
 
 GRADEBOOK_LOCK = threading.Lock()
 STAGING_DIRECTORY = os.path.join(".grader", "staging")

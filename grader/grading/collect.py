@@ -1,6 +1,6 @@
 """Collect: copy every student's latest submission from the exchange into ``submitted/``.
 
-With nbgrader's file exchange the copy is :class:`grader.exchange.plugins.safe_files.Collect`'s: regular
+With nbgrader's file exchange the copy is :class:`grader.grading.file_exchange.Collect`'s: regular
 files only, nothing followed; what it skipped is reported (and kept for autograde's flags).
 The HTTP exchange (:mod:`grader.exchange.plugins`) only ever holds regular files: its service refuses
 anything else at submit.
@@ -14,11 +14,11 @@ from typing import Callable
 
 from traitlets.config import Config
 
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
 from grader.grading.nbgrader_api import checked, load_course_config, open_api
 from grader.grading.resume import ProgressStore
 
-SAFE_FILE_COLLECT = "grader.exchange.plugins.safe_files.Collect"
+SAFE_FILE_COLLECT = "grader.grading.file_exchange.Collect"
 NBGRADER_FILE_COLLECT = "nbgrader.exchange.default.collect.ExchangeCollect"
 
 

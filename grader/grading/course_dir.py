@@ -53,7 +53,7 @@ def instructor_config_text(course: Course) -> str:
            else f"c.Exchange.root = {str(course.exchange_dir)!r}\n"
            # nbgrader's own collect follows symlinks a student leaves in inbound/; this one copies
            # regular files only (formgrader, `nbgrader collect` and `grader collect` alike).
-           "c.ExchangeFactory.collect = 'grader.exchange.plugins.safe_files.Collect'\n") +
+           "c.ExchangeFactory.collect = 'grader.grading.file_exchange.Collect'\n") +
         "# Lesson-sized assignments train small networks; nbgrader's 30 s per cell is too tight.\n"
         "c.ExecutePreprocessor.timeout = 300\n"
         "# What `grader autograde` does with the score of a submission it flags (tampering, files that\n"
@@ -87,7 +87,8 @@ def prepare_course_dir(course: Course) -> Path:
     """Create (idempotently) the course directory and its nbgrader config; return the config path."""
     course.course_dir.mkdir(parents=True, exist_ok=True)
     source_link = course.course_dir / "source"
-    if not source_link.exists():
+    # A link to a folder that is not there (yet) is still the link: exists() follows it, is_symlink() does not.
+    if not source_link.exists() and not source_link.is_symlink():
         source_link.symlink_to(course.source_dir, target_is_directory=True)
     prepare_exchange(course.exchange_dir)
     config_path = course.course_dir / "nbgrader_config.py"

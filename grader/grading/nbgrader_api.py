@@ -15,9 +15,7 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
-
-class GraderError(RuntimeError):
-    """An operation failed in a way the instructor must see; the message names what and where."""
+from grader.grading.errors import GraderError  # noqa: F401  (raised here; imported from here by the verbs)
 
 
 def load_course_config(course_dir: Path) -> Config:

@@ -28,8 +28,8 @@ from typing import Iterator
 
 import jsonschema
 import nbgrader.api
-from sqlalchemy import event, text
 import nbgrader.nbgraderformat.common as nbgrader_format
+from sqlalchemy import event, text
 
 
 class _SharedEngines:

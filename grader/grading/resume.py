@@ -5,7 +5,7 @@ a submission without a row (the grader was killed while grading it) is graded ag
 run, and reports read scores only of submissions that have a row. The fingerprint ties a row to
 the exact files that were graded, so a resubmission is graded again.
 
-A row also keeps the submission's :class:`~grader.grading.integrity.flags.Flag` list (JSON, column
+A row also keeps the submission's :class:`~grader.flags.Flag` list (JSON, column
 ``flags``), everything an instructor should check before trusting the score. A database written
 before that column existed is migrated when opened (``ALTER TABLE``); its rows' ``changes`` read
 as ``tamper`` flags and a status other than ``ok`` as a ``limit`` flag (:func:`record_flags`).
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import os
+import re
 import sqlite3
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from grader.grading.integrity.files import walk_regular
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
+from grader.regular_files import walk_regular
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS graded (
@@ -40,7 +40,7 @@ CREATE TABLE IF NOT EXISTS graded (
     PRIMARY KEY (assignment_id, student_id)
 )
 """
-# What the last `grader collect` skipped in each student's submission (grader.exchange.plugins.safe_files).
+# What the last `grader collect` skipped in each student's submission (grader.grading.file_exchange).
 _COLLECTED_SCHEMA = """
 CREATE TABLE IF NOT EXISTS collected (
     assignment_id TEXT NOT NULL,
@@ -127,10 +127,6 @@ class ProgressStore:
                  json.dumps(record.changes), record.seconds, time.time(),
                  json.dumps([flag.to_dict() for flag in record.flags])),
             )
-
-    def forget(self, assignment_id: str, student_id: str) -> None:
-        with closing(self._connect()) as db, db:
-            db.execute("DELETE FROM graded WHERE assignment_id = ? AND student_id = ?", (assignment_id, student_id))
 
     def records(self, assignment_id: str | None = None) -> list[GradedRecord]:
         query, args = ("SELECT assignment_id, student_id, fingerprint, status, reason, changes, seconds, flags"

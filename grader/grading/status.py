@@ -7,6 +7,11 @@ scores only of the submissions it returns, so nothing half-written is ever read 
 :func:`student_statuses` is one assignment seen per student (score, how the run ended, every
 flag with its reason, whether the course's ``flagged_policy`` zeroed it): ``grader status
 ASSIGNMENT --json`` prints it, ``grader status ASSIGNMENT`` shows its flagged students.
+
+Nothing here imports nbgrader (about 2 s of imports against 0.06 s of work): the course config,
+the folders and the gradebook are read by :mod:`~grader.grading.course_settings`,
+:mod:`~grader.grading.course_folders` and :mod:`~grader.grading.gradebook_read`, which repeat what
+nbgrader's API computes (tests/grading/test_gradebook_read.py holds them to it).
 """
 
 from __future__ import annotations
@@ -15,12 +20,10 @@ import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nbgrader.api import Gradebook, MissingEntry
-from nbgrader.coursedir import CourseDirectory
-
-from grader.grading.integrity.flags import Flag
-from grader.grading.integrity.policy import zeroed_by_policy
-from grader.grading.nbgrader_api import load_course_config, open_api
+from grader.flags import Flag
+from grader.grading.course_folders import released_assignments, source_assignments, submitted_students
+from grader.grading.course_settings import CourseSettings, read_course_settings
+from grader.grading.gradebook_read import open_gradebook
 from grader.grading.resume import GradedRecord, ProgressStore, fingerprint, record_flags
 
 
@@ -49,10 +52,13 @@ def graded_submissions(*, course_dir: Path, assignment_id: str) -> dict[str, Gra
     submission folder is gone still counts: the gradebook holds its complete grades.
     """
     course_dir = Path(course_dir).resolve()
-    coursedir = CourseDirectory(config=load_course_config(course_dir))
+    return _graded(course_dir, read_course_settings(course_dir), assignment_id)
+
+
+def _graded(course_dir: Path, settings: CourseSettings, assignment_id: str) -> dict[str, GradedRecord]:
     graded = {}
     for record in ProgressStore(course_dir).records(assignment_id):
-        folder = Path(coursedir.format_path(coursedir.submitted_directory, record.student_id, assignment_id))
+        folder = Path(settings.format_path(settings.submitted_directory, record.student_id, assignment_id))
         if not folder.is_dir() or fingerprint(folder) == record.fingerprint:
             graded[record.student_id] = record
     return graded
@@ -61,31 +67,30 @@ def graded_submissions(*, course_dir: Path, assignment_id: str) -> dict[str, Gra
 def pending_students(*, course_dir: Path, assignment_id: str) -> set[str]:
     """Students with a submission of ``assignment_id`` in ``submitted/`` that is not graded yet."""
     course_dir = Path(course_dir).resolve()
-    with open_api(course_dir) as api:
-        submitted = api.get_submitted_students(assignment_id)
-    return submitted - graded_submissions(course_dir=course_dir, assignment_id=assignment_id).keys()
+    settings = read_course_settings(course_dir)
+    return submitted_students(settings, assignment_id) - _graded(course_dir, settings, assignment_id).keys()
 
 
 def course_status(*, course_dir: Path) -> list[AssignmentStatus]:
     """One status per assignment of the course (in ``source/`` or the gradebook), by name."""
     course_dir = Path(course_dir).resolve()
+    settings = read_course_settings(course_dir)
+    released = released_assignments(settings)
+    with open_gradebook(settings.db_url, course_id=settings.course_id, root=settings.root) as gradebook:
+        duedates = gradebook.duedates()
     statuses = []
-    with open_api(course_dir) as api:
-        released = api.get_released_assignments()
-        with api.gradebook as gradebook:
-            duedates = {assignment.name: assignment.duedate for assignment in gradebook.assignments}
-        for assignment_id in sorted(api.get_source_assignments() | duedates.keys()):
-            submitted = api.get_submitted_students(assignment_id)
-            graded = graded_submissions(course_dir=course_dir, assignment_id=assignment_id)
-            statuses.append(AssignmentStatus(
-                assignment_id=assignment_id,
-                duedate=duedates.get(assignment_id),
-                released=assignment_id in released,
-                submitted=len(submitted),
-                graded=len(graded),
-                pending=len(submitted - graded.keys()),
-                flagged=sum(is_flagged(record) for record in graded.values()),
-            ))
+    for assignment_id in sorted(source_assignments(settings) | duedates.keys()):
+        submitted = submitted_students(settings, assignment_id)
+        graded = _graded(course_dir, settings, assignment_id)
+        statuses.append(AssignmentStatus(
+            assignment_id=assignment_id,
+            duedate=duedates.get(assignment_id),
+            released=assignment_id in released,
+            submitted=len(submitted),
+            graded=len(graded),
+            pending=len(submitted - graded.keys()),
+            flagged=sum(is_flagged(record) for record in graded.values()),
+        ))
     return statuses
 
 
@@ -140,36 +145,28 @@ class StudentStatus:
 def student_statuses(*, course_dir: Path, assignment_id: str) -> list[StudentStatus]:
     """Every student with a graded or submitted submission of ``assignment_id``, by id."""
     course_dir = Path(course_dir).resolve()
-    config = load_course_config(course_dir)
-    coursedir = CourseDirectory(config=config)
-    graded = graded_submissions(course_dir=course_dir, assignment_id=assignment_id)
-    pending = pending_students(course_dir=course_dir, assignment_id=assignment_id)
+    settings = read_course_settings(course_dir)
+    graded = _graded(course_dir, settings, assignment_id)
+    pending = submitted_students(settings, assignment_id) - graded.keys()
+    with open_gradebook(settings.db_url, course_id=settings.course_id, root=settings.root) as gradebook:
+        max_score = gradebook.max_score(assignment_id) or 0.0
+        # A graded record without a submission here was graded into another gradebook (autograde --db).
+        submissions = gradebook.submissions(assignment_id)
     statuses = []
-    with Gradebook(coursedir.db_url, coursedir.course_id) as gradebook:
-        try:
-            max_score = gradebook.find_assignment(assignment_id).max_score
-        except MissingEntry:
-            max_score = 0.0
-        for student_id in sorted(graded.keys() | pending):
-            record = graded.get(student_id)
-            score, penalty = None, 0.0
-            if record is not None:
-                try:
-                    submission = gradebook.find_submission(assignment_id, student_id)
-                    score, penalty = submission.score, submission.late_submission_penalty or 0.0
-                except MissingEntry:  # graded into another gradebook (autograde --db)
-                    pass
-            statuses.append(StudentStatus(
-                student_id=student_id,
-                graded=record is not None,
-                score=score,
-                max_score=max_score,
-                late_penalty=penalty,
-                status=record.status if record else "pending",
-                reason=record.reason if record else "",
-                flags=record_flags(record) if record else [],
-                zeroed=record is not None and zeroed_by_policy(gradebook, coursedir.course_id, assignment_id, student_id),
-            ))
+    for student_id in sorted(graded.keys() | pending):
+        record = graded.get(student_id)
+        submission = submissions.get(student_id) if record is not None else None
+        statuses.append(StudentStatus(
+            student_id=student_id,
+            graded=record is not None,
+            score=submission.score if submission else None,
+            max_score=max_score,
+            late_penalty=submission.late_penalty if submission else 0.0,
+            status=record.status if record else "pending",
+            reason=record.reason if record else "",
+            flags=record_flags(record) if record else [],
+            zeroed=submission is not None and submission.zeroed_by_policy,
+        ))
     return statuses
 
 

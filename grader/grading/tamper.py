@@ -33,8 +33,8 @@ from pathlib import Path
 
 import nbformat
 
-from grader.grading.integrity.files import NotRegularFile, read_regular_file
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
+from grader.regular_files import NotRegularFile, read_regular_file
 
 
 @dataclass
@@ -145,9 +145,10 @@ def _keep_one_copy(notebook, release, name: str, changes: list[str]) -> None:
         after = [single[g] for g in release_order[rank + 1:] if g in single]
         low, high = max(before, default=-1), min(after, default=len(notebook.cells))
 
-        def preference(index: int) -> tuple:
+        # Bound now: the key is used at once, but the loop variables must not be read late.
+        def preference(index: int, low=low, high=high, original=originals[grade_id]) -> tuple:
             cell = notebook.cells[index]
-            return (low < index < high, cell.source == originals[grade_id].source, index)
+            return (low < index < high, cell.source == original.source, index)
 
         keep = max(indices, key=preference)
         for index in indices:

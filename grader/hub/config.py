@@ -1,7 +1,11 @@
-"""Apply the platform settings to a JupyterHub traitlets ``Config``.
+"""Apply the platform settings to a JupyterHub traitlets ``Config``, on one machine.
 
-Each ``update_*`` function only *sets* traits, so applying twice gives the same config; tests call
-them on a bare ``Config`` without starting a hub.
+The ``update_*`` functions set traits; some also prepare what those traits point at (the homes
+folder, each course's directory and nbgrader config). Applying twice gives the same result, and
+tests call them on a bare ``Config`` without starting a hub. ``prepare_machine`` checks and changes
+the machine itself (accounts, the data folder's modes, the TLS front's files); it runs once, from
+``configure_hub``. The pieces Kubernetes shares (formgrader services, auth, token scopes, server
+commands) live in their own modules, so :mod:`grader.hub.kubernetes` never imports this one.
 """
 
 from __future__ import annotations
@@ -11,56 +15,28 @@ import os
 import sys
 from pathlib import Path
 
-from grader.grading.course_dir import prepare_course_dir
-from grader.hub.services.exchange import exchange_roles, exchange_service, exchange_token_scopes, uses_http_exchange
+from grader.hub.auth.configure import update_auth
+from grader.hub.auth.oidc import roles_with_identity_groups
+from grader.hub.layers import ConfigError
+from grader.hub.roles import platform_roles, server_token_scopes
 from grader.hub.services.culler import culler_role, culler_service
+from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
+from grader.hub.services.formgrader import course_service, update_courses
+from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.services.tls_front import prepare_front, tls_front_services
+from grader.hub.settings import HubSettings, load_settings
+from grader.hub.spawn.homes import home_of, prepare_home_as_owner
 from grader.hub.spawn.isolation import announce, check_demo_as_root, check_reachable, harden_data_dir, resolve_mode
 from grader.hub.spawn.limits import detect_enforcement
-from grader.hub.auth.oidc import roles_with_identity_groups, update_oidc_auth
 from grader.hub.spawn.profiles import GpuInventory, ProfileSpawning, detect_gpus
-from grader.hub.roles import platform_groups, platform_roles
-from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
-from grader.hub.layers import ConfigError
-from grader.hub.settings import CourseSettings, HubSettings
-from grader.hub.spawn.homes import home_of, prepare_home_as_owner
-from grader.hub.services.tls_front import prepare_front, tls_front_services
-from grader.resources import ASSIGNMENTS_SOURCE_DIR, COURSES_DIR, HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, jupyter_config_path_for, singleuser_command
+from grader.resources import REPO_ROOT, TEMPLATES_DIR
 
+# `make setup` installs the proxy into the checkout; elsewhere (a wheel install) it is found on PATH.
 CHP_BINARY = REPO_ROOT / "node_modules" / ".bin" / "configurable-http-proxy"
-# Jupyter configuration folders for servers, by kind of user (see hub_config/jupyter/README.md).
-JUPYTER_CONFIG_DIRS = HUB_CONFIG_DIR / "jupyter"
-STAFF_JUPYTER_CONFIG = JUPYTER_CONFIG_DIRS / "staff"
-STUDENT_JUPYTER_CONFIG = JUPYTER_CONFIG_DIRS / "student"
-
-
-def is_course_staff(user) -> bool:
-    """An instructor or grader of some course: in a ``formgrade-<course>`` group."""
-    return any(group.name.startswith("formgrade-") for group in user.groups)
-
-
-def jupyter_config_path_for(spawner) -> str:
-    """The ``JUPYTER_CONFIG_PATH`` of a user's server: students get a Lab without instructor tools."""
-    return str(STAFF_JUPYTER_CONFIG if is_course_staff(spawner.user) else STUDENT_JUPYTER_CONFIG)
-
-
-def _running_as_root() -> bool:
-    return os.geteuid() == 0
-
-
 def spawner_mode(settings: HubSettings) -> str:
     """"secure" or "demo": the settings' mode, ``auto`` resolved by who runs the hub."""
     return resolve_mode(settings.spawner.mode, euid=os.geteuid())
-
-
-def _singleuser_command(*, as_root: bool = False) -> list[str]:
-    # The same interpreter as the hub, so kernels see the platform's torch and tensorflow.
-    # grader.hub.spawn.singleuser: jupyterhub.singleuser without two eager imports (~1.3 CPU-s of a start).
-    command = [sys.executable, "-m", "grader.hub.spawn.singleuser"]
-    # Only where a server really runs as root: the courses' formgraders (hub services), and a
-    # throw-away test hub in demo mode (spawner.allow_root_demo). Users' servers never, in secure mode.
-    if as_root and _running_as_root():
-        command.append("--allow-root")
-    return command
 
 
 def update_network(c, settings: HubSettings) -> None:
@@ -78,42 +54,6 @@ def update_storage(c, settings: HubSettings) -> None:
     c.JupyterHub.cookie_secret_file = str(settings.data_dir / "jupyterhub_cookie_secret")
 
 
-def update_auth(c, settings: HubSettings) -> None:
-    """Local accounts with sign-up (grader.hub.auth.local, grader.hub.auth.signup), or OIDC single sign-on (grader.hub.auth.oidc)."""
-    if settings.auth.type == "oidc":
-        update_oidc_auth(c, settings.auth)
-        return
-    c.JupyterHub.authenticator_class = "grader.hub.auth.local.PlatformAuthenticator"
-    # The sign-up pages, and the login page with a link to them (extends JupyterHub's own).
-    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
-    c.PlatformAuthenticator.signup_mode = settings.signup
-    c.PlatformAuthenticator.invitation_hours = settings.invitation_hours
-    c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
-    c.PlatformAuthenticator.initial_users = settings.users()
-    c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
-    c.PlatformAuthenticator.lockout_seconds = settings.lockout_seconds
-    # Only accounts in the platform's account store can authenticate at all, so every user who
-    # authenticates may use the hub.
-    c.Authenticator.allow_all = True
-
-
-def server_token_scopes(settings: HubSettings) -> list[str]:
-    """What a user's server token may do (one machine and Kubernetes alike)."""
-    return [
-        "users:activity!user",
-        "access:servers!server",
-        # The server's own token may also read its user's name and groups: nbgrader's JupyterHub
-        # plugin needs them to list only the user's courses.
-        "read:users:name!user",
-        "read:users:groups!user",
-        # Kept only where the user holds them (instructors, graders): the Lab's course list.
-        "list:services",
-        "read:services",
-        # With the HTTP exchange: let nbgrader in the server call the exchange service.
-        *exchange_token_scopes(settings),
-    ]
-
-
 def pre_spawn_hook_for(settings: HubSettings):
     """The hook JupyterHub runs before each start, with any spawner: the lessons and the user's
     nbgrader config, written as the home's owner (a child process, off the hub's event loop)."""
@@ -127,7 +67,7 @@ def pre_spawn_hook_for(settings: HubSettings):
         home = home_of(spawner)
         home.mkdir(parents=True, exist_ok=True)
         await asyncio.to_thread(prepare_home_as_owner, home, username=spawner.user.name, course_ids=course_ids,
-                                exchange_root=settings.exchange_root, courses_dir=COURSES_DIR,
+                                exchange_root=settings.exchange_root, courses_dir=settings.lessons_dir,
                                 exchange_url=settings.exchange_url)
     return pre_spawn_hook
 
@@ -139,21 +79,21 @@ def update_spawner(c, settings: HubSettings) -> None:
         c.SecureSpawner.homes_dir = str(settings.homes_dir)
         c.SecureSpawner.enforcement = detect_enforcement() or ""
         c.SecureSpawner.default_max_tasks = settings.spawner.max_tasks
-        c.Spawner.cmd = _singleuser_command()
+        c.Spawner.cmd = singleuser_command()
     else:
         # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
         c.JupyterHub.spawner_class = "simple"
         c.SimpleLocalProcessSpawner.home_dir_template = str(settings.homes_dir / "{username}")
-        c.Spawner.cmd = _singleuser_command(as_root=settings.spawner.allow_root_demo)
-    # The admin page says which mode this is (hub_config/templates/admin.html; update_auth sets
+        c.Spawner.cmd = singleuser_command(as_root=settings.spawner.allow_root_demo)
+    # The admin page says which mode this is (grader/hub/data/templates/admin.html; update_auth sets
     # the same folder for the login and sign-up pages).
-    c.JupyterHub.template_paths = [str(HUB_CONFIG_DIR / "templates")]
+    c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
     c.JupyterHub.template_vars = {"aicourse_spawner_mode": spawner_mode(settings)}
     c.Spawner.default_url = "/lab/tree/courses"
     c.Spawner.pre_spawn_hook = pre_spawn_hook_for(settings)
     c.Spawner.server_token_scopes = server_token_scopes(settings)
-    # A student's server start costs ~1.1-1.5 CPU-seconds here (benchmarks/server_startup.py; 3.5
-    # before issue 15); several at once on 2 cores, with other work, can still overrun the 30 s default.
+    # A server start costs CPU-seconds (benchmarks/server_startup.py measures it): several at once
+    # on a small machine, with other work, can overrun JupyterHub's 30 s default.
     c.Spawner.http_timeout = 120
     c.Spawner.start_timeout = 180
 
@@ -184,31 +124,6 @@ def update_profiles(c, settings: HubSettings) -> None:
 def update_jupyter_config(c, settings: HubSettings) -> None:
     """Which Jupyter configuration folder each server reads first, decided per user at spawn."""
     c.Spawner.environment = {"JUPYTER_CONFIG_PATH": jupyter_config_path_for}
-
-
-def course_service(settings: HubSettings, course: CourseSettings) -> dict:
-    """One course's formgrader: a Jupyter server in its course directory, run by the hub as a service."""
-    course_dir = settings.course(course.course_id).course_dir
-    return {
-        "name": course.course_id,
-        "display": True,
-        "info": {"title": course.title} if course.title else {},
-        "url": f"http://{settings.ip}:{course.formgrader_port}",
-        "command": [*_singleuser_command(as_root=True), f"--ServerApp.root_dir={course_dir}"],
-        "cwd": str(course_dir),
-        "oauth_no_confirm": True,
-        # The staff folder lets JupyterLab show the formgrader in a frame (nbgrader issue #1870).
-        "environment": {"JUPYTERHUB_DEFAULT_URL": "/formgrader", "JUPYTER_CONFIG_PATH": str(STAFF_JUPYTER_CONFIG)},
-    }
-
-
-def update_courses(c, settings: HubSettings) -> None:
-    """Every course's course directory, and nbgrader's two groups per course."""
-    settings.homes_dir.mkdir(parents=True, exist_ok=True)
-    for course in settings.courses:
-        prepare_course_dir(settings.course(course.course_id))
-    # Under OIDC the identity provider owns group membership (JupyterHub forbids load_groups then).
-    c.JupyterHub.load_groups = {} if settings.auth.type == "oidc" else platform_groups(settings)
 
 
 def update_services(c, settings: HubSettings) -> None:
@@ -251,7 +166,7 @@ def prepare_machine(settings: HubSettings) -> None:
         os.umask(0o077)
         harden_data_dir(settings.data_dir, homes_dir=settings.homes_dir,
                         file_exchange=None if uses_http_exchange(settings) else settings.exchange_root,
-                        private_repo_dirs=[ASSIGNMENTS_SOURCE_DIR.parent])
+                        private_repo_dirs=[settings.content_dir / "assignments"] if settings.content_dir else [])
         check_reachable([Path(sys.executable), STUDENT_JUPYTER_CONFIG, STAFF_JUPYTER_CONFIG, settings.homes_dir])
         if enforcement == "cgroup2" and gpu_inventory(settings).devices:
             print("[aicourse] WARNING: cgroup v2 without systemd: GPUs are handed out through CUDA_VISIBLE_DEVICES "
@@ -283,3 +198,17 @@ def apply_settings(c, settings: HubSettings) -> None:
     update_services(c, settings)
     update_roles(c, settings)
     update_seats(c, settings)
+
+
+def configure_hub(c) -> HubSettings:
+    """What a ``jupyterhub_config.py`` does for this platform, from a checkout or an installed wheel:
+    load the layered settings, apply them to ``c``, and check and prepare this machine.
+
+    So the file an admin keeps can be two lines (``hub_config/jupyterhub_config.py`` adds its
+    ``jupyterhub_config.d/``); the settings file is found as :func:`grader.hub.settings.config_path` says.
+    """
+    settings = load_settings()
+    apply_settings(c, settings)
+    # Secure mode (the default as root) checks and locks down this machine; demo mode says so.
+    prepare_machine(settings)
+    return settings

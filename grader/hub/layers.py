@@ -15,11 +15,10 @@ from typing import Any, Mapping
 import jsonschema
 import yaml
 
-from grader.resources import HUB_CONFIG_DIR
+from grader.resources import SCHEMA_PATH
 
-SCHEMA_PATH = HUB_CONFIG_DIR / "platform.schema.json"
 # Keys whose values are paths; a relative path in a file means relative to that file's folder.
-_PATH_KEYS = {("data_dir",), ("exchange_dir",), ("courses", "*", "course_dir"), ("spawner", "homes_dir"),
+_PATH_KEYS = {("data_dir",), ("content_dir",), ("exchange_dir",), ("courses", "*", "course_dir"), ("spawner", "homes_dir"),
               ("https", "certificate"), ("https", "key")}
 
 

@@ -22,6 +22,7 @@ instructor's own token, which ``instructor-<course>`` allows (nbgrader issues #1
 
 from __future__ import annotations
 
+from grader.hub.services.exchange import exchange_token_scopes
 from grader.hub.settings import CourseSettings, HubSettings
 
 COHORT_ADMIN_SCOPES = ["list:users", "read:users:name", "read:users:groups", "list:groups", "read:groups"]
@@ -92,3 +93,20 @@ def platform_groups(settings: HubSettings) -> dict[str, dict]:
         members = groups.get(name, {}).get("users", [])
         groups[name] = {"users": list(dict.fromkeys([*members, *users]))}
     return groups
+
+
+def server_token_scopes(settings: HubSettings) -> list[str]:
+    """What a user's server token may do (one machine and Kubernetes alike)."""
+    return [
+        "users:activity!user",
+        "access:servers!server",
+        # The server's own token may also read its user's name and groups: nbgrader's JupyterHub
+        # plugin needs them to list only the user's courses.
+        "read:users:name!user",
+        "read:users:groups!user",
+        # Kept only where the user holds them (instructors, graders): the Lab's course list.
+        "list:services",
+        "read:services",
+        # With the HTTP exchange: let nbgrader in the server call the exchange service.
+        *exchange_token_scopes(settings),
+    ]

@@ -5,6 +5,10 @@ and turns the result into frozen dataclasses that the ``update_*`` functions of
 :mod:`grader.hub.config` apply. The defaults give a working demo hub at http://127.0.0.1:8000 with
 its state in ``.hub-data/`` of the repository; tests point every port and the data folder
 somewhere private with ``AICOURSE_*`` variables.
+
+Run from an installed wheel there is no repository: the admin's file is ``platform.yaml`` in the
+folder the hub starts in (or ``$AICOURSE_CONFIG``), the state goes to ``.hub-data/`` there, and
+``content_dir`` must say where the lessons and assignments are before any course is declared.
 """
 
 from __future__ import annotations
@@ -15,20 +19,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from grader.grading.course_dir import Course
 from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE_NAME
-from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.grading.course_dir import Course
 from grader.hub.auth.oidc import AuthSettings, auth_settings_from_config
-from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.resources import checkout_root
 
 ENV_PREFIX = "AICOURSE_"
 CONFIG_ENV = ENV_PREFIX + "CONFIG"
-DEFAULT_CONFIG_PATH = HUB_CONFIG_DIR / "platform.yaml"
 SECRETS_NAME = "secrets.yaml"
+# A checkout (`make hub`) keeps its files where they always were; an installed wheel has no
+# repository, so it uses the folder the hub is started in, as JupyterHub itself does.
+_CHECKOUT = checkout_root()
+_HOME_DIR = _CHECKOUT if _CHECKOUT is not None else Path.cwd()
+DEFAULT_CONFIG_PATH = (_CHECKOUT / "hub_config" if _CHECKOUT is not None else Path.cwd()) / "platform.yaml"
 
 # The first layer. Courses are not defaulted here: the admin's file names them.
 DEFAULTS: dict[str, Any] = {
-    "data_dir": str(REPO_ROOT / ".hub-data"),
+    "data_dir": str(_HOME_DIR / ".hub-data"),
+    # Where the lessons (courses/) and nbgrader source assignments (assignments/source/) are: a
+    # checkout of this repository or a copy of those two folders. "": none (a wheel install).
+    "content_dir": str(_CHECKOUT or ""),
     "ip": "127.0.0.1",
     "port": 8000,
     "hub_port": 8081,
@@ -185,6 +196,8 @@ class HttpsSettings:
 @dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
+    # None: no lessons or assignments (only possible without courses; see settings_from_config).
+    content_dir: Path | None = Path(DEFAULTS["content_dir"]) if DEFAULTS["content_dir"] else None
     ip: str = DEFAULTS["ip"]
     port: int = DEFAULTS["port"]
     hub_port: int = DEFAULTS["hub_port"]
@@ -236,6 +249,16 @@ class HubSettings:
     def exchange_root(self) -> Path:
         return self.exchange_dir or self.data_dir / "exchange"
 
+    @property
+    def lessons_dir(self) -> Path | None:
+        """The lessons copied into users' homes at each start; None: no content."""
+        return self.content_dir / "courses" if self.content_dir else None
+
+    @property
+    def assignments_source_dir(self) -> Path | None:
+        """nbgrader's source assignments, which each course directory's ``source/`` links to."""
+        return self.content_dir / "assignments" / "source" if self.content_dir else None
+
     def course(self, course_id: str) -> Course:
         """The nbgrader course (directories and exchange) of one of the hub's courses."""
         for course in self.courses:
@@ -244,6 +267,8 @@ class HubSettings:
                     course_id=course_id,
                     course_dir=course.course_dir or self.data_dir / "courses" / course_id,
                     exchange_dir=self.exchange_root,
+                    # settings_from_config refuses courses without content, so this is a Path.
+                    source_dir=self.assignments_source_dir,
                     exchange_url=self.exchange_url,
                     flagged_policy=course.flagged_policy,
                 )
@@ -289,6 +314,8 @@ def env_layer(environ: Mapping[str, str], config: Mapping[str, Any]) -> dict[str
     layer: dict[str, Any] = {}
     if ENV_PREFIX + "DATA_DIR" in environ:
         layer["data_dir"] = value("DATA_DIR", lambda v: str(Path(v).resolve()))
+    if ENV_PREFIX + "CONTENT_DIR" in environ:
+        layer["content_dir"] = value("CONTENT_DIR", lambda v: str(Path(v).resolve()) if v else "")
     for suffix, key, convert in [("IP", "ip", str), ("PORT", "port", int), ("HUB_PORT", "hub_port", int),
                                  ("PROXY_API_PORT", "proxy_api_port", int)]:
         if ENV_PREFIX + suffix in environ:
@@ -364,8 +391,14 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
             if group not in known_groups:
                 raise ConfigError(f"profiles.{slug}.groups: no group {group!r}; declare it under groups: "
                                   f"(known: {', '.join(sorted(known_groups)) or 'none'})")
+    content_dir = Path(config["content_dir"]) if config.get("content_dir") else None
+    if courses and content_dir is None:
+        raise ConfigError(f"{source}: content_dir: not set, and grader is installed, not run from a checkout of its "
+                          "repository: set content_dir to a folder holding the lessons (courses/) and the nbgrader "
+                          "source assignments (assignments/source/), e.g. a checkout of the repository")
     return HubSettings(
         data_dir=Path(config["data_dir"]),
+        content_dir=content_dir,
         ip=config["ip"],
         port=config["port"],
         hub_port=config["hub_port"],
@@ -452,7 +485,8 @@ def https_settings_from_config(entry: Mapping[str, Any], *, hub_ip: str, source:
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> Path:
-    """The admin's YAML file: ``$AICOURSE_CONFIG`` or ``hub_config/platform.yaml``."""
+    """The admin's YAML file: ``$AICOURSE_CONFIG``, else ``hub_config/platform.yaml`` of a checkout, else
+    ``platform.yaml`` in the folder the hub starts in (an installed wheel)."""
     return Path(environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH)
 
 

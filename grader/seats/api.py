@@ -19,11 +19,10 @@ from tornado import web
 
 from grader.seats.csv_import import CsvImportError, bulk_assign
 from grader.seats.handlers import SEATS_READ, SEATS_WRITE, SeatsBaseHandler, parse_id
-from grader.seats.models import Cohort, Organisation, Seat
 from grader.seats.learner_progress import learner_progress
+from grader.seats.models import Cohort, Organisation, Seat
+from grader.seats.store import NoSeatsLeft, NotFound, SeatsError, assign_seat, cohorts_of, revoke_seat, seats_left, seats_of
 from grader.seats.usage_reports import cohort_usage, invoice_lines, write_invoice_csv, write_usage_csv
-from grader.seats.store import NoSeatsLeft, NotFound, SeatsError, assign_seat, cohorts_of, revoke_seat, seats_left, \
-    seats_of
 
 log = logging.getLogger("grader.seats.service")
 OPENAPI_PATH = Path(__file__).with_name("openapi.yaml")

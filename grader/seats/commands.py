@@ -1,9 +1,10 @@
-"""``grader seats ...``: the seats operations from a shell, a thin layer over :mod:`grader.seats.store`.
+"""``grader-admin seats ...``: the handlers of the seats operations, a thin layer over :mod:`grader.seats.store`.
 
-Every subcommand opens the database named by ``--db`` (default: ``$GRADER_SEATS_DB``, else
-``seats.sqlite`` in the current directory), migrating it if needed. A refused operation (no seats
-left, a bad CSV row, an unknown cohort) prints ``grader seats: <why>`` and exits with 2; nothing
-is half-applied.
+The parser lives in :mod:`grader.cli.seats_parser` (building it imports nothing heavy); it names
+the operation in ``args.seats_command`` and :func:`run` carries it out. Every operation opens the
+database named by ``--db`` (default: ``$GRADER_SEATS_DB``, else ``seats.sqlite`` in the current
+directory), migrating it if needed. A refused operation (no seats left, a bad CSV row, an unknown
+cohort) prints ``grader seats: <why>`` and exits with 2; nothing is half-applied.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date
-from pathlib import Path
 from typing import Callable
 
 from sqlalchemy.engine import make_url
@@ -20,17 +20,8 @@ from sqlalchemy.orm import Session
 
 from grader.seats import store, usage_reports
 from grader.seats.csv_import import bulk_assign
-from grader.seats.db import DEFAULT_URL_NAME, URL_ENV, close_seats_db, default_url, open_seats_db
-
-DB_HELP = f"seats database URL, sqlite:///... or postgresql://... (default: ${URL_ENV}, else ./{DEFAULT_URL_NAME})"
-DEFAULT_PROFILES = ["cpu"]
-
-
-def _iso_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date (expected YYYY-MM-DD)") from None
+from grader.seats.db import close_seats_db, default_url, open_seats_db
+from grader.seats.defaults import DEFAULT_PROFILES
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -47,7 +38,7 @@ def _printable_url(url: str) -> str:
 
 
 def _with_db(command: Callable[[Session, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    """A handler for grader.cli: open the database, run ``command`` in a session, report SeatsError."""
+    """Open the database, run ``command`` in a session, report SeatsError."""
 
     def handler(args: argparse.Namespace) -> int:
         url = args.db or default_url()
@@ -190,67 +181,23 @@ def _access(session: Session, args: argparse.Namespace) -> int:
     return 1
 
 
-def add_seats_commands(verbs: argparse._SubParsersAction) -> None:
-    """Register ``grader seats ...`` on the CLI's subcommands."""
-    seats = verbs.add_parser("seats", help="enterprise cohorts: organisations, cohorts, seats, usage, invoices",
-                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    seats.add_argument("--db", default=None, help=DB_HELP)
-    # --db also after the subcommand; SUPPRESS keeps a value given before it.
-    db = argparse.ArgumentParser(add_help=False)
-    db.add_argument("--db", default=argparse.SUPPRESS, help=DB_HELP)
-    commands = seats.add_subparsers(dest="seats_verb", required=True)
+# The operations by the name the parser gives them in ``args.seats_command``.
+COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
+    "org add": _org_add,
+    "org admin": _org_admin,
+    "org list": _org_list,
+    "cohort add": _cohort_add,
+    "cohort list": _cohort_list,
+    "assign": _assign,
+    "revoke": _revoke,
+    "import": _import,
+    "list": _list,
+    "usage": _usage,
+    "invoice": _invoice,
+    "access": _access,
+}
 
-    def command(parent, name: str, handler, help_text: str) -> argparse.ArgumentParser:
-        parser = parent.add_parser(name, help=help_text, description=help_text, parents=[db])
-        parser.set_defaults(handler=_with_db(handler))
-        return parser
 
-    org = commands.add_parser("org", help="organisations that buy seats")
-    org_verbs = org.add_subparsers(dest="org_verb", required=True)
-    add = command(org_verbs, "add", _org_add, "add an organisation")
-    add.add_argument("name")
-    add.add_argument("--contact", required=True, help="e-mail address learners are told to ask")
-    add.add_argument("--admin", action="append", default=[], help="hub user who administers its cohorts (repeatable)")
-    admin = command(org_verbs, "admin", _org_admin, "make a hub user a cohort admin of an organisation")
-    admin.add_argument("organisation", help="name or id")
-    admin.add_argument("username")
-    command(org_verbs, "list", _org_list, "list the organisations")
-
-    cohort = commands.add_parser("cohort", help="cohorts: seats in a course for a period")
-    cohort_verbs = cohort.add_subparsers(dest="cohort_verb", required=True)
-    add = command(cohort_verbs, "add", _cohort_add, "add a cohort to an organisation")
-    add.add_argument("organisation", help="name or id")
-    add.add_argument("name")
-    add.add_argument("--course", required=True, help="course id on the hub")
-    add.add_argument("--starts", type=_iso_date, required=True, help="first day, YYYY-MM-DD")
-    add.add_argument("--ends", type=_iso_date, required=True, help="last day (inclusive), YYYY-MM-DD")
-    add.add_argument("--seats", type=int, required=True, help="seats bought")
-    add.add_argument("--profile", action="append", default=None,
-                     help=f"server profile slug included, e.g. gpu (repeatable; default: {', '.join(DEFAULT_PROFILES)})")
-    listing = command(cohort_verbs, "list", _cohort_list, "list an organisation's cohorts with seats left")
-    listing.add_argument("organisation", help="name or id")
-
-    assign = command(commands, "assign", _assign, "give a seat to a user (active) or an e-mail address (invited)")
-    assign.add_argument("cohort", type=int, help="cohort id")
-    holder = assign.add_mutually_exclusive_group(required=True)
-    holder.add_argument("--user", help="hub user name")
-    holder.add_argument("--email", help="address to invite; the seat is claimed at the user's first login")
-    revoke = command(commands, "revoke", _revoke, "take a seat back (frees it)")
-    revoke.add_argument("seat", type=int, help="seat id (see: grader seats list)")
-    bulk = command(commands, "import", _import, "assign seats from a CSV file (columns username and/or email), all or none")
-    bulk.add_argument("cohort", type=int, help="cohort id")
-    bulk.add_argument("file", type=Path)
-    listing = command(commands, "list", _list, "list a cohort's seats")
-    listing.add_argument("cohort", type=int, help="cohort id")
-    usage = command(commands, "usage", _usage, "per learner: seat state, server hours, GPU hours")
-    usage.add_argument("cohort", type=int, help="cohort id")
-    usage.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
-                       help="write CSV to FILE (no FILE: to standard output)")
-    invoice = command(commands, "invoice", _invoice, "an organisation's invoice lines for a month: seat-days, GPU hours")
-    invoice.add_argument("organisation", help="name or id")
-    invoice.add_argument("--month", required=True, help="YYYY-MM")
-    invoice.add_argument("--csv", nargs="?", const="-", default=None, metavar="FILE",
-                         help="write CSV to FILE (no FILE: to standard output)")
-    access = command(commands, "access", _access, "may this user use the hub (exit 0) or not (exit 1), and why")
-    access.add_argument("username")
-    access.add_argument("--on", type=_iso_date, default=None, help="day to check, YYYY-MM-DD (default: today)")
+def run(args: argparse.Namespace) -> int:
+    """Carry out the seats operation the parser chose, in a session of the seats database."""
+    return _with_db(COMMANDS[args.seats_command])(args)

@@ -25,8 +25,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-DEFAULT_URL_NAME = "seats.sqlite"
-URL_ENV = "GRADER_SEATS_DB"
+from grader.seats.defaults import DEFAULT_URL_NAME, URL_ENV
+
 # Our own version table: the seats tables may share a PostgreSQL database with the hub's or
 # nbgrader's, and nbgrader's gradebook already has an ``alembic_version``.
 VERSION_TABLE = "seats_alembic_version"

@@ -29,8 +29,14 @@ from typing import Callable, Iterable
 from sqlalchemy.orm import sessionmaker
 from tornado import web
 
-from grader.seats.store import Access, access_for, claim_invitations, organisations_administered_by, \
-    record_server_start, record_server_stop
+from grader.seats.store import (
+    Access,
+    access_for,
+    claim_invitations,
+    organisations_administered_by,
+    record_server_start,
+    record_server_stop,
+)
 
 
 def utc_today() -> date:

@@ -42,8 +42,9 @@ def lessons_run(home: Path) -> int:
 
 
 def _gradebook_url(course_dir: Path) -> str | None:
-    from grader.grading.nbgrader_api import load_course_config
     from nbgrader.coursedir import CourseDirectory
+
+    from grader.grading.nbgrader_api import load_course_config
 
     try:
         url = CourseDirectory(config=load_course_config(course_dir)).db_url

@@ -18,8 +18,8 @@ from grader.seats.chart import usage_chart_svg
 from grader.seats.csv_import import CsvImportError, bulk_assign
 from grader.seats.handlers import SEATS_READ, SEATS_WRITE, SeatsBaseHandler, parse_id
 from grader.seats.models import Seat
-from grader.seats.usage_reports import summarise
 from grader.seats.store import NoSeatsLeft, NotFound, SeatsError, assign_seat, cohorts_of, revoke_seat, seats_of
+from grader.seats.usage_reports import summarise
 
 log = logging.getLogger("grader.seats.service")
 

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from grader.seats.db import WRITE_OPTION
-from grader.seats.models import Cohort, Organisation, OrgAdmin, Seat, UsageRecord, utcnow
+from grader.seats.models import Cohort, OrgAdmin, Organisation, Seat, UsageRecord, utcnow
 
 # Deliberately loose: enough to catch a name or a typo in a column, not RFC 5322.
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")

@@ -17,11 +17,11 @@ import requests
 import yaml
 from traitlets.config import Config
 
-from grader.grading.course_dir import instructor_config_text
 from grader.exchange.plugins.config import PLUGIN_CLASSES, http_exchange_config
 from grader.exchange.service.storage import StorageError, check_relative_path, decode_files
-from grader.hub.layers import ConfigError
+from grader.grading.course_dir import instructor_config_text
 from grader.hub.config import update_roles, update_services, update_spawner
+from grader.hub.layers import ConfigError
 from grader.hub.settings import layered_config, settings_from_config
 from grader.hub.spawn.homes import student_config_text
 from tests.support.hubfixture import api_token, free_port, login, start_hub, stop_hub

@@ -29,9 +29,9 @@ import re
 import secrets
 import shutil
 import signal
-import subprocess
 import site
 import socket
+import subprocess
 import tempfile
 import threading
 import time

@@ -15,8 +15,8 @@ from grader.grading.feedback import generate_feedback
 from grader.grading.gradebook import grade_rows
 from grader.grading.nbgrader_api import checked, open_api
 from grader.grading.resume import ProgressStore
-from tests.support.processes import new_tag, processes_with_tag
 from tests.support import FIXTURES
+from tests.support.processes import new_tag, processes_with_tag
 
 pytestmark = pytest.mark.slow
 

@@ -21,8 +21,8 @@ import pytest
 
 from grader.grading.autograde import autograde_assignment
 from grader.grading.gradebook import grade_rows
-from tests.support.processes import new_tag, processes_with_tag
 from tests.grading.test_autograde import ASSIGNMENT, FILES, make_fixture_course
+from tests.support.processes import new_tag, processes_with_tag
 
 pytestmark = pytest.mark.slow
 

@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook
-from tests.grading.test_autograde import ASSIGNMENT, TEST_LIMITS, make_fixture_course
 
-from grader.grading.autograde import autograde_assignment
 from grader.cli import main
+from grader.grading.autograde import autograde_assignment
 from grader.grading.course_dir import Course
 from grader.grading.export import export_grades
 from grader.grading.late import PercentPerDayLate
 from grader.grading.nbgrader_api import GraderError, checked, open_api
+from tests.grading.test_autograde import ASSIGNMENT, TEST_LIMITS, make_fixture_course
 
 CASES = ["solution", "wrong", "blank", "tampered-tests", "os-exit", "runaway-output"]
 DUEDATE = "2026-11-20 12:00:00 UTC"  # make_fixture_course submits at 10:00 that day

@@ -8,12 +8,12 @@ import re
 import pytest
 from nbgrader.api import Gradebook
 from PIL import Image
-from tests.grading.test_autograde import ASSIGNMENT
-from tests.grading.test_export import FLAGGED, GRADED, PENDING, graded_course
 
 from grader.cli import main
-from grader.grading.resume import ProgressStore
 from grader.grading.report import assignment_report, write_report
+from grader.grading.resume import ProgressStore
+from tests.grading.test_autograde import ASSIGNMENT
+from tests.grading.test_export import FLAGGED, GRADED, PENDING, graded_course
 
 pytestmark = pytest.mark.slow
 
@@ -101,9 +101,8 @@ def test_cli_report_returns_zero(course, tmp_path):
 def test_flags_of_every_kind_and_a_zeroed_score_are_listed(tmp_path):
     """A course graded by nbgrader itself (test_integrity_policy.py), tampered-tests flagged with a
     tamper and a files flag and held at 0 by the "zero" policy."""
-    from tests.grading.integrity.test_policy import FLAGS, nbgrader_graded_course
-
     from grader.grading.integrity.policy import apply_flagged_policy
+    from tests.grading.integrity.test_policy import FLAGS, nbgrader_graded_course
 
     course = nbgrader_graded_course(tmp_path / "course")
     apply_flagged_policy(course.gradebook_url, course.course_id, ASSIGNMENT, "tampered-tests", FLAGS, "zero")

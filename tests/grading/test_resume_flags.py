@@ -7,7 +7,7 @@ import os
 import sqlite3
 from contextlib import closing
 
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
 from grader.grading.resume import GradedRecord, ProgressStore, fingerprint, record_flags
 
 OLD_SCHEMA = """

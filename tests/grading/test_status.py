@@ -6,14 +6,20 @@ import datetime
 import json
 
 import pytest
-from tests.grading.test_autograde import ASSIGNMENT
-from tests.grading.test_export import FLAGGED, GRADED, PENDING, graded_course
 
 from grader.cli import main
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
 from grader.grading.status import (
-    AssignmentStatus, StudentStatus, course_status, flagged_table, graded_submissions, pending_students, status_table,
+    AssignmentStatus,
+    StudentStatus,
+    course_status,
+    flagged_table,
+    graded_submissions,
+    pending_students,
+    status_table,
 )
+from tests.grading.test_autograde import ASSIGNMENT
+from tests.grading.test_export import FLAGGED, GRADED, PENDING, graded_course
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +92,8 @@ def test_flagged_table_lists_each_flag_of_each_flagged_student():
 def policy_course(tmp_path_factory):
     """Graded by nbgrader's own autograde (test_integrity_policy.py), tampered-tests flagged and
     zeroed by the "zero" policy, and one more submission not graded yet."""
-    from tests.grading.integrity.test_policy import FLAGS, nbgrader_graded_course
-
     from grader.grading.integrity.policy import apply_flagged_policy
+    from tests.grading.integrity.test_policy import FLAGS, nbgrader_graded_course
 
     course = nbgrader_graded_course(tmp_path_factory.mktemp("status"))
     apply_flagged_policy(course.gradebook_url, course.course_id, ASSIGNMENT, "tampered-tests", FLAGS, "zero")

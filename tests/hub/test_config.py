@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from traitlets.config import Config
 
-from grader.hub.config import apply_settings, jupyter_config_path_for
+from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError, merge_layers, read_layer
 from grader.hub.settings import (
     DEFAULT_CONFIG_PATH,
@@ -22,6 +21,7 @@ from grader.hub.settings import (
     load_settings,
     settings_from_config,
 )
+from grader.hub.spawn.servers import STUDENT_JUPYTER_CONFIG, jupyter_config_path_for
 
 
 def _settings(tmp_path, **overrides) -> HubSettings:
@@ -262,7 +262,7 @@ def test_each_role_holds_only_its_own_scopes(tmp_path):
 
 # --- students' JupyterLab ---------------------------------------------------------------------
 
-STUDENT_DIR = Path(__file__).resolve().parents[2] / "hub_config" / "jupyter" / "student"
+STUDENT_DIR = STUDENT_JUPYTER_CONFIG
 
 
 def _installed_plugin_ids() -> str:

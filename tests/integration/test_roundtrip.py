@@ -20,8 +20,8 @@ from grader.grading.collect import collect_submissions
 from grader.grading.course_dir import Course, prepare_course_dir, student_config_text
 from grader.grading.feedback import release_feedback
 from grader.grading.gradebook import grade_rows
-from grader.resources import ASSIGNMENTS_SOURCE_DIR
 from grader.grading.release import release_assignment
+from grader.resources import ASSIGNMENTS_SOURCE_DIR
 from tests.support import FIXTURES
 
 pytestmark = pytest.mark.slow
@@ -175,7 +175,7 @@ def test_the_safe_submit_plugin_refuses_a_folder_with_links(tmp_path):
     student_dir = tmp_path / "students" / "mallory"
     (student_dir / "home").mkdir(parents=True)
     (student_dir / "nbgrader_config.py").write_text(
-        student_config_text(course, "mallory") + "c.ExchangeFactory.submit = 'grader.exchange.plugins.safe_files.Submit'\n")
+        student_config_text(course, "mallory") + "c.ExchangeFactory.submit = 'grader.grading.file_exchange.Submit'\n")
     nbgrader_as_student(student_dir, "fetch_assignment", "squares")
     os.symlink(course.gradebook_path, student_dir / "squares" / "answers.db")
     env = dict(os.environ, HOME=str(student_dir / "home"))

@@ -6,15 +6,14 @@ import calendar
 import csv
 import io
 from datetime import date
-from pathlib import Path
 
 import pytest
 
 from grader.cli import main
 from grader.seats import store
 from grader.seats.db import close_seats_db, open_seats_db
-from tests.support.seats_backends import postgres_server, seats_url  # noqa: F401 (fixtures)
 from tests.support import FIXTURES
+from tests.support.seats_backends import postgres_server, seats_url  # noqa: F401 (fixtures)
 
 FILES = FIXTURES / "seats"
 TODAY = date.today()

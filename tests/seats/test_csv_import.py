@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from grader.seats import store
 from grader.seats.csv_import import CsvImportError, bulk_assign
-from tests.support.seats_backends import make_cohort, postgres_server, seats_db, seats_url  # noqa: F401 (fixtures)
 from tests.support import FIXTURES
+from tests.support.seats_backends import make_cohort, postgres_server, seats_db, seats_url  # noqa: F401 (fixtures)
 
 FILES = FIXTURES / "seats"
 

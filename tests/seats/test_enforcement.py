@@ -16,8 +16,8 @@ import requests
 from sqlalchemy import select, update
 
 from tests.support.hubfixture import api_token, login, stop_hub, stop_server
-from tests.support.seatshub import CONTACT, login_error, page_text, start_seats_hub, today, try_login
 from tests.support.seats_backends import BACKENDS, fresh_postgres_database, postgres_server  # noqa: F401  (fixtures)
+from tests.support.seatshub import CONTACT, login_error, page_text, start_seats_hub, today, try_login
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 

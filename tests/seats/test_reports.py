@@ -8,8 +8,7 @@ from datetime import date, datetime, timezone
 import pytest
 
 from grader.seats import store
-from grader.seats.usage_reports import (LearnerProgress, cohort_usage, invoice_lines, summarise, write_invoice_csv,
-                                  write_usage_csv)
+from grader.seats.usage_reports import LearnerProgress, cohort_usage, invoice_lines, summarise, write_invoice_csv, write_usage_csv
 from tests.support.seats_backends import make_cohort, postgres_server, seats_db, seats_url  # noqa: F401 (fixtures)
 
 

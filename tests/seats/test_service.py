@@ -19,8 +19,8 @@ import requests
 import yaml
 
 from tests.support.hubfixture import api_token, login, stop_hub
-from tests.support.seatshub import ADMIN, ORG_A_ADMIN, ORG_B_ADMIN, service_api, start_seats_hub, today
 from tests.support.seats_backends import BACKENDS, fresh_postgres_database, postgres_server  # noqa: F401  (fixtures)
+from tests.support.seatshub import ADMIN, ORG_A_ADMIN, ORG_B_ADMIN, service_api, start_seats_hub, today
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 

@@ -1,4 +1,4 @@
-"""A real JupyterHub, started from hub_config/ on random loopback ports with a temporary data folder.
+"""A real JupyterHub, started from hub_config/ (or another config) on random loopback ports with a temporary data folder.
 
 The hub prints the first-start passwords once on its console; tests read them from there, as a
 newcomer reads them from the terminal. Teardown stops the hub (which stops the servers it spawned)
@@ -87,9 +87,13 @@ def _yaml_names_exchange_port(environ) -> bool:
 
 
 def start_hub(data_dir: Path, *, timeout: float = 120, spawner_mode: str = "demo",
-              extra_env: dict[str, str] | None = None) -> RunningHub:
+              extra_env: dict[str, str] | None = None, python: Path = Path(sys.executable),
+              config_file: Path = HUB_CONFIG_DIR / "jupyterhub_config.py", cwd: Path | None = None) -> RunningHub:
     """Start the hub. ``spawner_mode="demo"`` (most tests): as root too, through the test-only
-    ``spawner.allow_root_demo``; tests/hub/spawn/test_secure_mode.py asks for "auto" (secure as root)."""
+    ``spawner.allow_root_demo``; tests/hub/spawn/test_secure_mode.py asks for "auto" (secure as root).
+
+    ``python``, ``config_file`` and ``cwd`` (default: the data folder) let a test run another
+    installation (tests/integration/test_wheel.py: a wheel in a fresh venv) with its own config."""
     port = free_port()
     env = dict(os.environ)
     env.update(
@@ -99,7 +103,7 @@ def start_hub(data_dir: Path, *, timeout: float = 120, spawner_mode: str = "demo
         AICOURSE_PROXY_API_PORT=str(free_port()),
         AICOURSE_FORMGRADER_PORT=str(free_port()),
         AICOURSE_SPAWNER_MODE=spawner_mode,
-        PATH=f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        PATH=f"{REPO_ROOT / 'node_modules' / '.bin'}{os.pathsep}{Path(python).parent}{os.pathsep}{env.get('PATH', '')}",
     )
     if spawner_mode == "demo" and os.geteuid() == 0:
         env["AICOURSE_ALLOW_ROOT_DEMO"] = "1"
@@ -111,8 +115,8 @@ def start_hub(data_dir: Path, *, timeout: float = 120, spawner_mode: str = "demo
     log_path = data_dir / "hub.log"
     log_file = open(log_path, "w")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(HUB_CONFIG_DIR / "jupyterhub_config.py")],
-        cwd=data_dir,
+        [str(python), "-m", "jupyterhub", "-f", str(config_file)],
+        cwd=cwd or data_dir,
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

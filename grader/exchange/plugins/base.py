@@ -78,7 +78,7 @@ class HttpExchange(Exchange):
     def refuse_non_regular(self, folder: Path, keep=lambda relative: True) -> None:
         """Fail, naming them, when ``folder`` holds anything but regular files and directories
         (symlinks, hard links, devices, fifos, sockets): nothing is ever followed or sent."""
-        from grader.grading.integrity.files import non_regular_entries
+        from grader.regular_files import non_regular_entries
 
         refused = [flag for flag in non_regular_entries(Path(folder))
                    if keep(PurePosixPath(flag.reason.split(": ", 1)[0]))]

@@ -59,7 +59,7 @@ def pack_directory(folder: Path, *, keep=lambda relative: True) -> dict[str, str
 
     Nothing is followed: symlinks, hard links, devices, fifos and sockets are left out (a student's
     submit refuses them first: :meth:`grader.exchange.plugins.base.HttpExchange.refuse_non_regular`)."""
-    from grader.grading.integrity.files import Entry, walk_regular
+    from grader.regular_files import Entry, walk_regular
 
     files = {}
     for item in walk_regular(Path(folder)):

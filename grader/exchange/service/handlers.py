@@ -27,6 +27,7 @@ from tornado import web
 from grader.exchange.service.access import Caller
 from grader.exchange.service.storage import StorageError, decode_files
 
+
 def refuse(status: int, message: str) -> StorageError:
     """An error answered as ``{"status", "message"}``; the message may quote ids from the URL."""
     return StorageError(status, message)

@@ -11,4 +11,5 @@ memory), and records outputs in the nbformat shape a Jupyter kernel would have p
 - :mod:`.sandbox`    privilege drop, resource limits, hiding course files (child side)
 - :mod:`.zygote`     the pre-importing forking server
 - :mod:`.client`     the grader side: starts the zygote, sends cells, enforces limits
+- :mod:`.limits`     what one submission may use (time, memory, output, processes)
 """

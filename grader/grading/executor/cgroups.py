@@ -17,23 +17,13 @@ unit's limits still hold), written only by root, and removed when the submission
 from __future__ import annotations
 
 import os
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from grader import cgroups
+from grader.cgroups import CGROUP_ROOT, own_paths
+
 _PARENT_NAME = "grader-sandbox"
-
-
-def _own_paths() -> dict[str, str]:
-    """{controller or "" for v2: path of this process's group}, from ``/proc/self/cgroup``."""
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
 
 
 def _writable(path: Path) -> bool:
@@ -56,7 +46,7 @@ def detect_layout() -> Layout | None:
     """The cgroup layout this process can create groups in, or None (not root, or none mounted)."""
     if os.geteuid() != 0:
         return None
-    own = _own_paths()
+    own = own_paths()
     # v2 only when it is the whole hierarchy with the memory controller enabled (a hybrid
     # machine's "unified" mount usually has no controllers; v1 then does the work).
     if (CGROUP_ROOT / "cgroup.controllers").exists():
@@ -75,11 +65,6 @@ def detect_layout() -> Layout | None:
     )
 
 
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
-
-
 def _enable_v2_controllers(parent: Path) -> None:
     """v2 hands controllers down level by level; the grader's own group may hold processes,
     so the sandbox parent (which holds none) is the first level where they can be enabled."""
@@ -88,7 +73,7 @@ def _enable_v2_controllers(parent: Path) -> None:
     wanted = [c for c in ("memory", "pids") if c in available]
     if wanted:
         try:
-            _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+            cgroups.write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
         except OSError:
             pass
 
@@ -109,14 +94,14 @@ class SubmissionGroup:
             self.paths.append(path)
         memory = self.paths[0]
         if layout.version == 2:
-            _write(memory / "memory.max", str(memory_bytes))
-            _write(memory / "memory.swap.max", "0") if (memory / "memory.swap.max").exists() else None
+            cgroups.write(memory / "memory.max", str(memory_bytes))
+            cgroups.write(memory / "memory.swap.max", "0") if (memory / "memory.swap.max").exists() else None
             if (memory / "pids.max").exists():
-                _write(memory / "pids.max", str(max_tasks))
+                cgroups.write(memory / "pids.max", str(max_tasks))
         else:
-            _write(memory / "memory.limit_in_bytes", str(memory_bytes))
+            cgroups.write(memory / "memory.limit_in_bytes", str(memory_bytes))
             if len(self.paths) > 1:
-                _write(self.paths[1] / "pids.max", str(max_tasks))
+                cgroups.write(self.paths[1] / "pids.max", str(max_tasks))
 
     def join_files(self) -> list[str]:
         """The files a process writes its pid into to join every group (the child does, as root)."""
@@ -130,52 +115,13 @@ class SubmissionGroup:
             return 0
 
     def oom_killed(self) -> bool:
-        name = "memory.events" if self.layout.version == 2 else "memory.oom_control"
-        try:
-            for line in (self.paths[0] / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill" and int(value) > 0:
-                    return True
-        except (OSError, ValueError):
-            pass
-        return False
+        return cgroups.oom_kills(self.paths[0], self.layout.version) > 0
 
     def pids(self) -> list[int]:
-        found: set[int] = set()
-        for path in self.paths:
-            try:
-                found.update(int(pid) for pid in (path / "cgroup.procs").read_text().split())
-            except OSError:
-                continue
-        return sorted(found)
+        return cgroups.pids(self.paths)
 
     def kill_all(self) -> None:
-        """SIGKILL every process of the group, until none is left (a fork racing the kill joins it)."""
-        kill_file = self.paths[0] / "cgroup.kill"
-        for _ in range(50):
-            pids = self.pids()
-            if not pids:
-                return
-            if self.layout.version == 2 and kill_file.exists():
-                try:
-                    _write(kill_file, "1")
-                except OSError:
-                    pass
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.01)
+        cgroups.kill_all(self.paths, self.layout.version)
 
     def remove(self) -> None:
-        self.kill_all()
-        for path in self.paths:
-            for _ in range(100):  # a killed process leaves its group a moment after it dies
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.01)
+        cgroups.remove(self.paths, self.layout.version)

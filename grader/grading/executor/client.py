@@ -26,29 +26,18 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from grader.flags import Flag
 from grader.grading.executor import cgroups
+from grader.grading.executor.limits import Limits
 from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.grading.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, describe_isolation, ensure_sandbox_user
 from grader.grading.executor.zygote import allowed_environment
-from grader.grading.integrity.files import read_regular_files
-from grader.grading.integrity.flags import Flag
+from grader.regular_files import read_regular_files
 
 # torch's optimisers import torch._dynamo on their first step (~0.9 s in every fresh process):
 # import it once here instead of once per submission.
 DEFAULT_PRELOAD = ["numpy", "scipy", "pandas", "matplotlib.pyplot", "sklearn", "torch", "torch.optim", "torch._dynamo", "tensorflow"]
 _MEMORY_POLL_SECONDS = 0.1
-
-
-@dataclass(frozen=True)
-class Limits:
-    cell_timeout: float = 300.0
-    submission_timeout: float = 1800.0
-    memory_bytes: int = 2 << 30
-    output_bytes: int = 4 << 20
-    max_processes: int = 16  # processes of the submission (its own and below); more ends it
-    # After the per-cell timeout the child interrupts the cell itself, as a kernel interrupt
-    # would; code that ignores the interrupt is killed this many seconds later.
-    kill_grace: float = 5.0
 
 
 @dataclass

@@ -219,7 +219,7 @@ def confine(spec: SandboxSpec, scratch: str) -> dict:
         apply_limits(spec, limit_processes=False)
         return {"isolated": False, "pid": os.getpid(), "pgid": os.getpgid(0), "workdir": work}
     uid, gid = ensure_sandbox_user(spec.slot)
-    for folder, dirs, files in os.walk(work):
+    for folder, _dirs, files in os.walk(work):
         os.chown(folder, uid, gid)
         for name in files:
             os.chown(os.path.join(folder, name), uid, gid)

@@ -21,8 +21,8 @@ import tempfile
 import traceback
 import warnings
 
-from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.grading.executor import rootfs
+from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.grading.executor.sandbox import SandboxSpec, confine, keep_only_descriptors
 from grader.grading.integrity import audit
 from grader.grading.integrity.pristine import Pristine, snapshot_namespaces
@@ -119,7 +119,11 @@ def run_session(conn: socket.socket) -> None:
     os.makedirs(work, exist_ok=True)
     os.makedirs(logs, mode=0o700, exist_ok=True)
     _write_files(work, start.get("files", {}))
-    from grader.grading.executor.cellrunner import CellRunner, OutputCapture, apply_warning_filters  # imported in the zygote already; cheap
+    from grader.grading.executor.cellrunner import (  # imported in the zygote already; cheap
+        CellRunner,
+        OutputCapture,
+        apply_warning_filters,
+    )
 
     capture = OutputCapture(logs)
     faulthandler.enable(file=2)  # fd 2 is the capture file now: a segfault leaves a reason there

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 from nbgrader.api import Gradebook, MissingEntry
 from traitlets.config import Config
 
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
 from grader.grading.nbgrader_api import GraderError
 
 POLICIES = ("keep", "zero")

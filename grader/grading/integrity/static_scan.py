@@ -99,8 +99,8 @@ on the student's own objects, and ``contextlib.redirect_stdout`` are not flagged
 """
 
 from __future__ import annotations
-
 import __future__
+
 import ast
 import builtins
 import functools
@@ -111,7 +111,7 @@ import stat
 import sys
 from pathlib import Path
 
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
 
 IPYTHON = "IPython internals"
 MONKEYPATCH = "monkeypatching a module"

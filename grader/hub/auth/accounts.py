@@ -12,7 +12,6 @@ so a copy of the database does not hand out accounts.
 from __future__ import annotations
 
 import hashlib
-import hmac
 import secrets
 import sqlite3
 import time
@@ -23,19 +22,12 @@ from pathlib import Path
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-# Argon2id cost: OWASP's Password Storage Cheat Sheet minimum (m=19 MiB, t=2, p=1). One hash takes
-# ~17 ms of one core here (median of 20; 16-18 ms over three runs on a shared 2-core machine), where
-# the scrypt N=2**14, r=8, p=5 it replaced, also at OWASP strength, took ~131 ms (median of 20).
-# Every hash carries its own cost ("$argon2id$v=19$m=19456,t=2,p=1$salt$digest"), so changing these
-# numbers rehashes each account at its next successful login (PasswordHasher.check_needs_rehash).
+# Argon2id cost: OWASP's Password Storage Cheat Sheet minimum (m=19 MiB, t=2, p=1). Every hash
+# carries its own cost ("$argon2id$v=19$m=19456,t=2,p=1$salt$digest"), so changing these numbers
+# rehashes each account at its next successful login (PasswordHasher.check_needs_rehash).
 ARGON2_PARAMS = {"memory_cost": 19456, "time_cost": 2, "parallelism": 1}  # memory_cost in KiB
 _ARGON2 = PasswordHasher(**ARGON2_PARAMS, hash_len=32, salt_len=16, type=Type.ID)
 _ARGON2_PREFIX = "$argon2"
-# Hashes from before Argon2id, still verified and rehashed with Argon2id at the next successful login:
-# "scrypt$n=..,r=..,p=..$salt$digest" (cost stored with the hash, any cost), and the older
-# "scrypt$salt$digest", always made with these parameters.
-_SCRYPT_LEGACY_PARAMS = {"n": 2**14, "r": 8, "p": 1}
-_SCRYPT_DKLEN = 32
 MIN_PASSWORD_LENGTH = 10
 ACTIVE, PENDING = "active", "pending"
 
@@ -66,46 +58,31 @@ class AccountError(ValueError):
     """A request about accounts that cannot be done; the message says why."""
 
 
-def _scrypt(password: str, salt: bytes, params: dict) -> bytes:
-    # maxmem a little above the 128*r*N bytes scrypt needs, so OpenSSL's 32 MiB default never refuses.
-    return hashlib.scrypt(password.encode(), salt=salt, dklen=_SCRYPT_DKLEN, maxmem=256 * params["r"] * params["n"],
-                          **params)
-
-
 def hash_password(password: str) -> str:
     """An Argon2id hash in PHC format (``$argon2id$v=19$m=..,t=..,p=..$salt$digest``), cost included."""
     return _ARGON2.hash(password)
 
 
-def _parse_scrypt(stored: str) -> tuple[dict, bytes, str]:
-    parts = stored.split("$")
-    if parts[0] != "scrypt" or len(parts) not in (3, 4):
-        raise AccountError(f"unknown password scheme {parts[0]!r}")
-    if len(parts) == 3:
-        return _SCRYPT_LEGACY_PARAMS, bytes.fromhex(parts[1]), parts[2]
-    params = {key: int(value) for key, value in (item.split("=") for item in parts[1].split(","))}
-    return params, bytes.fromhex(parts[2]), parts[3]
-
-
 def password_matches(password: str, stored: str) -> bool:
-    """Whether ``password`` is the one ``stored`` was made from (Argon2id, or an older scrypt hash)."""
-    if stored.startswith(_ARGON2_PREFIX):
-        try:
-            return _ARGON2.verify(stored, password)
-        except VerifyMismatchError:
-            return False
-        except (InvalidHashError, VerificationError) as error:  # a damaged hash, not a wrong password
-            raise AccountError(f"stored password hash is unreadable ({str(error) or type(error).__name__})") from None
-    params, salt, digest_hex = _parse_scrypt(stored)
-    return hmac.compare_digest(_scrypt(password, salt, params).hex(), digest_hex)
+    """Whether ``password`` is the one ``stored`` (an Argon2 hash) was made from."""
+    _check_scheme(stored)
+    try:
+        return _ARGON2.verify(stored, password)
+    except VerifyMismatchError:
+        return False
+    except (InvalidHashError, VerificationError) as error:  # a damaged hash, not a wrong password
+        raise AccountError(f"stored password hash is unreadable ({str(error) or type(error).__name__})") from None
+
+
+def _check_scheme(stored: str) -> None:
+    if not stored.startswith(_ARGON2_PREFIX):
+        raise AccountError(f"unknown password scheme {stored.split('$')[0]!r}: only Argon2 hashes are stored")
 
 
 def needs_rehash(stored: str) -> bool:
-    """True for any scrypt hash, and for an Argon2 hash made with other parameters than ARGON2_PARAMS."""
-    if stored.startswith(_ARGON2_PREFIX):
-        return _ARGON2.check_needs_rehash(stored)
-    _parse_scrypt(stored)  # an unknown scheme is an error, not a hash to replace
-    return True
+    """True for an Argon2 hash made with other parameters than ARGON2_PARAMS."""
+    _check_scheme(stored)  # an unknown scheme is an error, not a hash to replace
+    return _ARGON2.check_needs_rehash(stored)
 
 
 def new_password() -> str:

@@ -5,9 +5,9 @@
   stays *pending* (it cannot log in, and is told why) until an admin approves it.
 - ``/hub/signup/admin``: admins list pending requests, approve or reject them, and make
   invitation links.
-- ``grader accounts ...``: the same from the command line, over the plain functions below.
+- ``grader-admin accounts ...``: the same from the command line, over the plain functions below.
 
-The pages use JupyterHub's own templates (``hub_config/templates/`` extends ``page.html``) and
+The pages use JupyterHub's own templates (``grader/hub/data/templates/`` extends ``page.html``) and
 its XSRF protection; passwords go through the same Argon2id store and rules as every account.
 """
 
@@ -189,7 +189,7 @@ def signup_handlers(authenticator) -> list[tuple]:
     ]
 
 
-# --- `grader accounts ...` ---------------------------------------------------------------------
+# --- `grader-admin accounts ...` ---------------------------------------------------------------------
 
 
 def _hub_defaults() -> tuple[Path, str]:
@@ -199,7 +199,8 @@ def _hub_defaults() -> tuple[Path, str]:
     return settings.data_dir / "accounts.sqlite", f"http://{settings.ip}:{settings.port}"
 
 
-def _cmd_accounts(args: argparse.Namespace) -> int:
+def accounts_command(args: argparse.Namespace) -> int:
+    """Run ``grader-admin accounts ...`` as parsed by :mod:`grader.cli.accounts_parser`."""
     accounts_db, hub_url = _hub_defaults()
     accounts_db = args.accounts_db or accounts_db
     try:
@@ -220,19 +221,3 @@ def _cmd_accounts(args: argparse.Namespace) -> int:
         print(f"grader: {error}", file=sys.stderr)
         return 2
     return 0
-
-
-def add_accounts_parser(verbs) -> None:
-    """Register ``grader accounts pending|approve|reject|invite`` on the CLI's sub-parsers."""
-    accounts = verbs.add_parser("accounts", help="local accounts: approve sign-ups, make invitation links")
-    accounts.add_argument("--accounts-db", type=Path, default=None,
-                          help="accounts SQLite file (default: <data_dir>/accounts.sqlite of the hub's settings)")
-    accounts_verbs = accounts.add_subparsers(dest="accounts_verb", required=True)
-    accounts_verbs.add_parser("pending", help="list sign-ups waiting for approval")
-    for name, help_text in [("approve", "let a pending sign-up log in"), ("reject", "delete a pending sign-up")]:
-        accounts_verbs.add_parser(name, help=help_text).add_argument("username")
-    invite = accounts_verbs.add_parser("invite", help="print a one-time sign-up link")
-    invite.add_argument("--hours", type=float, default=INVITATION_HOURS, help="how long it stays valid (default: %(default)s)")
-    invite.add_argument("--note", default="", help="who it is for (kept with the invitation)")
-    invite.add_argument("--hub-url", default=None, help="the hub's public address (default: from the hub's settings)")
-    accounts.set_defaults(handler=_cmd_accounts)

@@ -20,8 +20,8 @@ from typing import Any, Mapping, Sequence
 from tornado import web
 
 from grader.hub.layers import ConfigError
-from grader.hub.spawn.profiles import SpawnPolicy
 from grader.hub.settings import Profile
+from grader.hub.spawn.profiles import SpawnPolicy
 
 # What the policy is told when the chart has no profiles: the spawner's own settings start.
 DEFAULT_PROFILE = "default"

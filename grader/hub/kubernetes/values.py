@@ -27,22 +27,24 @@ from __future__ import annotations
 import argparse
 import re
 import sys
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping, Sequence
 
 import yaml
 
 from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE
-from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
-from grader.hub.config import STAFF_JUPYTER_CONFIG, course_service, server_token_scopes, update_auth, update_courses
-from grader.hub.kubernetes.profiles import ProfileAccess
-from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.hub.auth.configure import update_auth
 from grader.hub.auth.oidc import roles_with_identity_groups
 from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
-from grader.hub.roles import platform_roles
+from grader.hub.kubernetes.profiles import ProfileAccess
+from grader.hub.layers import ConfigError, merge_layers, read_layer
+from grader.hub.roles import platform_roles, server_token_scopes
+from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
+from grader.hub.services.formgrader import course_service, update_courses
 from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
 from grader.hub.settings import DEFAULT_CONFIG_PATH, HubSettings, Profile, layered_config, settings_from_config
-from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG
+from grader.resources import HUB_CONFIG_DIR, PACKAGE_DIR, REPO_ROOT
 
 HELM_DIR = HUB_CONFIG_DIR / "helm"
 KUBERNETES_LAYER_PATH = HELM_DIR / "platform.kubernetes.yaml"
@@ -52,7 +54,13 @@ CONSTRAINTS_PATH = REPO_ROOT / "requirements" / "constraints.txt"
 # Where the hub image and the chart's values put things inside the hub pod.
 HUB_DATA_DIR = "/srv/aicourse"  # a PersistentVolumeClaim (hub.extraVolumes)
 HUB_CONFIG_FILE = "/usr/local/etc/aicourse/platform.yaml"  # hub.extraFiles, rendered below
-HUB_REPO_ROOT = Path("/opt/aicourse")  # the repository copied into the hub image
+# The hub image installs the package from a wheel (pip install '/opt/aicourse[hub,k8s]'), so its
+# package data is in the image Python's site-packages; tests/hub/kubernetes/test_images.py checks
+# this path against the Dockerfile's base image.
+HUB_IMAGE_PYTHON = "3.11"
+HUB_IMAGE_PACKAGE_DIR = PurePosixPath(f"/usr/local/lib/python{HUB_IMAGE_PYTHON}/site-packages/grader")
+# Where the image keeps the repository's content (content_dir: assignments/source/ for the formgraders).
+HUB_CONTENT_DIR = "/opt/aicourse"
 HUB_PYTHON = "python3"
 # The chart's Service in front of the hub pod; the proxy reaches the hub's managed services there.
 HUB_SERVICE_HOST = "hub"
@@ -63,7 +71,7 @@ HUB_POD_LABELS = {"app": "jupyterhub", "component": "hub"}
 RENDER_SECRETS = {"auth": {"oidc": {"client_secret": "read-in-the-hub-pod"}}}
 GPU_RESOURCE = "nvidia.com/gpu"
 
-# Defaults of the `kubernetes:` settings block (hub_config/platform.schema.json).
+# Defaults of the `kubernetes:` settings block (grader/hub/data/platform.schema.json).
 KUBERNETES_DEFAULTS: dict[str, Any] = {
     "images": {"cpu": "ghcr.io/aicourse/singleuser-cpu", "gpu": "ghcr.io/aicourse/singleuser-gpu"},
     # The label NVIDIA's GPU feature discovery (GPU operator) puts on GPU nodes, and the taint
@@ -89,14 +97,14 @@ def platform_layers(*, admin_path: Path = DEFAULT_CONFIG_PATH,
 
 
 def full_config(layers: Mapping[str, Any]) -> dict[str, Any]:
-    """``layers`` over the defaults in code, with the hub pod's data folder, whatever the files say.
+    """``layers`` over the defaults in code, with the hub pod's data and content folders, whatever the files say.
 
     No environment layer: the rendered values must not depend on who renders them. No secrets
     either: an OIDC client secret, which the values never contain, is stood in for.
     """
     oidc = layers.get("auth", {}).get("type") == "oidc"
     config = layered_config(secrets=RENDER_SECRETS if oidc else {}, admin=layers, environ={})
-    return merge_layers(config, {"data_dir": HUB_DATA_DIR})
+    return merge_layers(config, {"data_dir": HUB_DATA_DIR, "content_dir": HUB_CONTENT_DIR})
 
 
 def kubernetes_config(**paths: Path) -> dict[str, Any]:
@@ -184,7 +192,7 @@ def _in_hub_pod(service: dict[str, Any]) -> dict[str, Any]:
     moved["command"] = command
     if "JUPYTER_CONFIG_PATH" in moved.get("environment", {}):
         moved["environment"] = {**moved["environment"],
-                                "JUPYTER_CONFIG_PATH": str(HUB_REPO_ROOT / STAFF_JUPYTER_CONFIG.relative_to(REPO_ROOT))}
+                                "JUPYTER_CONFIG_PATH": str(HUB_IMAGE_PACKAGE_DIR / STAFF_JUPYTER_CONFIG.relative_to(PACKAGE_DIR))}
     return moved
 
 
@@ -233,8 +241,9 @@ def render_values(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_
     roles = hub_roles(settings)
     culling = settings.idle_culler
     # The files' settings, for the hub pod to layer over its defaults as on one machine; the data
-    # folder is the pod's (AICOURSE_DATA_DIR) and the kubernetes block only matters here.
-    platform_file = {key: value for key, value in layers.items() if key not in ("kubernetes", "data_dir")}
+    # and content folders are the pod's (AICOURSE_DATA_DIR, AICOURSE_CONTENT_DIR in values.yaml) and
+    # the kubernetes block only matters here.
+    platform_file = {key: value for key, value in layers.items() if key not in ("kubernetes", "data_dir", "content_dir")}
     return {
         "hub": {
             "services": services,

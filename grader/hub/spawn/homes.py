@@ -12,7 +12,6 @@ from pathlib import Path
 
 from grader.exchange.plugins.config import http_exchange_config
 
-
 # Generated files that must never be copied into a student's home.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
 
@@ -76,10 +75,13 @@ def home_of(spawner) -> Path:
     return Path(pwd.getpwnam(getattr(spawner, "account", None) or spawner.user.name).pw_dir)
 
 
-def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_root: Path, courses_dir: Path,
+def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_root: Path, courses_dir: Path | None,
                  exchange_url: str = "") -> None:
-    """Give a user's home the course lessons and an nbgrader config naming their courses and id."""
-    copy_missing(courses_dir, home / "courses")
+    """Give a user's home the course lessons and an nbgrader config naming their courses and id.
+
+    ``courses_dir`` None: the hub has no content (``content_dir``), so no lessons are copied."""
+    if courses_dir is not None:
+        copy_missing(courses_dir, home / "courses")
     jupyter_dir = home / ".jupyter"
     jupyter_dir.mkdir(parents=True, exist_ok=True)
     (jupyter_dir / "nbgrader_config.py").write_text(
@@ -89,7 +91,7 @@ def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_r
 
 
 def prepare_home_as_owner(home: Path, *, username: str, course_ids: list[str], exchange_root: Path,
-                          courses_dir: Path, exchange_url: str = "") -> None:
+                          courses_dir: Path | None, exchange_url: str = "") -> None:
     """:func:`prepare_home`, done by the home's owner when the hub is root and the home is not its own.
 
     The owner controls what is in their home: written by root, a link planted there
@@ -110,7 +112,7 @@ def prepare_home_as_owner(home: Path, *, username: str, course_ids: list[str], e
         os.setuid(owner.st_uid)
 
     done = subprocess.run([sys.executable, "-m", "grader.hub.spawn.homes",
-                           json.dumps({key: value if isinstance(value, (list, str)) else str(value)
+                           json.dumps({key: value if isinstance(value, (list, str, type(None))) else str(value)
                                        for key, value in arguments.items()})],
                           preexec_fn=become_owner, cwd=home, capture_output=True, text=True, timeout=300)
     if done.returncode != 0:
@@ -121,5 +123,5 @@ if __name__ == "__main__":
     # prepare_home_as_owner's child, already the home's owner.
     given = json.loads(sys.argv[1])
     prepare_home(Path(given["home"]), username=given["username"], course_ids=given["course_ids"],
-                 exchange_root=Path(given["exchange_root"]), courses_dir=Path(given["courses_dir"]),
+                 exchange_root=Path(given["exchange_root"]), courses_dir=Path(given["courses_dir"]) if given["courses_dir"] else None,
                  exchange_url=given["exchange_url"])

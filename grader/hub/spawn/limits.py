@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
-CGROUP_ROOT = Path("/sys/fs/cgroup")
+from grader import cgroups
+from grader.cgroups import CGROUP_ROOT
+
 PARENT_NAME = "aicourse-servers"
 CFS_PERIOD_US = 100_000
 _V1_CONTROLLERS = ("memory", "cpu", "pids", "devices")
@@ -177,28 +177,13 @@ def detect_enforcement(root: Path = CGROUP_ROOT, pid1_comm: Path = Path("/proc/1
     return None
 
 
-def _own_paths() -> dict[str, str]:
-    """{controller (or "" for v2): this process's group path}, from ``/proc/self/cgroup``."""
-    paths = {}
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(",") if controllers else [""]:
-            paths[controller] = path
-    return paths
-
-
-def _write(path: Path, value: str) -> None:
-    with open(path, "w") as handle:
-        handle.write(value)
-
-
 class ServerGroup:
     """The cgroup(s) of one server: made with limits, joined by its process, emptied, removed."""
 
     def __init__(self, name: str, *, version: int, root: Path = CGROUP_ROOT):
         self.name = name
         self.version = version
-        own = _own_paths()
+        own = cgroups.own_paths()
         if version == 2:
             self.parents = {"": root / own.get("", "/").lstrip("/") / PARENT_NAME}
         else:
@@ -213,11 +198,11 @@ class ServerGroup:
             parent.mkdir(exist_ok=True)
             wanted = [c for c in ("memory", "cpu", "pids") if c in (parent / "cgroup.controllers").read_text().split()]
             if wanted:
-                _write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
+                cgroups.write(parent / "cgroup.subtree_control", " ".join(f"+{c}" for c in wanted))
             self.paths[""].mkdir(exist_ok=True)
             for name, value in cgroup_v2_writes(limits):
                 if (self.paths[""] / name).exists() or name != "memory.swap.max":
-                    _write(self.paths[""] / name, value)
+                    cgroups.write(self.paths[""] / name, value)
             return
         writes = cgroup_v1_writes(limits, devices)
         for controller, path in self.paths.items():
@@ -227,60 +212,27 @@ class ServerGroup:
                 # memsw exists only with swap accounting; the memory limit alone holds then.
                 if name == "memory.memsw.limit_in_bytes" and not (path / name).exists():
                     continue
-                _write(path / name, value)
+                cgroups.write(path / name, value)
 
     def join_files(self) -> list[str]:
         """Files the server's process writes its pid into (as root, before exec) to join every group."""
         return [str(path / "cgroup.procs") for path in self.paths.values()]
 
     def pids(self) -> list[int]:
-        found: set[int] = set()
-        for path in self.paths.values():
-            try:
-                found.update(int(pid) for pid in (path / "cgroup.procs").read_text().split())
-            except OSError:
-                continue
-        return sorted(found)
+        return cgroups.pids(list(self.paths.values()))
 
     def oom_kills(self) -> int:
         """How many processes the kernel's OOM killer ended in this server's group."""
-        path = self.paths["" if self.version == 2 else "memory"]
-        name = "memory.events" if self.version == 2 else "memory.oom_control"
-        try:
-            for line in (path / name).read_text().splitlines():
-                key, _, value = line.partition(" ")
-                if key == "oom_kill":
-                    return int(value)
-        except (OSError, ValueError):
-            pass
-        return 0
+        return cgroups.oom_kills(self.paths["" if self.version == 2 else "memory"], self.version)
 
     def remove(self) -> None:
         """SIGKILL what is left (kernels outlive a killed server), then remove the groups."""
-        for _ in range(100):
-            pids = self.pids()
-            if not pids:
-                break
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            time.sleep(0.02)
-        for path in self.paths.values():
-            for _ in range(100):  # a killed process leaves its group a moment after it dies
-                try:
-                    path.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+        folders = list(self.paths.values())
+        if self.version == 1 and "memory" in self.paths:  # the memory folder first, as grader.cgroups expects
+            folders.sort(key=lambda folder: folder != self.paths["memory"])
+        cgroups.remove(folders, self.version, pause=0.02)
 
 
 def join_groups(files: Sequence[str]) -> None:
     """Put the calling process into the groups (run in the child between fork and exec)."""
-    pid = str(os.getpid())
-    for name in files:
-        with open(name, "w") as handle:
-            handle.write(pid)
+    cgroups.join(files)

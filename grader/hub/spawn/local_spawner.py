@@ -23,8 +23,7 @@ from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
 from traitlets import Bool, Integer, Unicode
 
 from grader.hub.spawn.isolation import account_name, ensure_account, prepare_user_home
-from grader.hub.spawn.limits import (GpuDevices, ServerGroup, ServerLimits, detect_gpu_devices, join_groups,
-                               systemd_run_command)
+from grader.hub.spawn.limits import GpuDevices, ServerGroup, ServerLimits, detect_gpu_devices, join_groups, systemd_run_command
 
 
 class SecureSpawner(LocalProcessSpawner):

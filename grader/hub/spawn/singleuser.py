@@ -2,7 +2,7 @@
 
 ``python -m grader.hub.spawn.singleuser [options]`` is JupyterHub's ``jupyterhub.singleuser`` (same
 options, same server) with two pieces of work that libraries do eagerly at import deferred; the hub
-starts every server this way (``grader.hub.config._singleuser_command``). Measured with
+starts every server this way (``grader.hub.spawn.servers.singleuser_command``). Measured with
 ``benchmarks/server_startup.py`` on the 2-core development machine (a student's server took
 ~3.2 CPU-seconds to start before; see docs/one-machine-isolation.md, "Start-up cost"):
 

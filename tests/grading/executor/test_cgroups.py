@@ -65,7 +65,7 @@ def test_v2_files(tmp_path, monkeypatch):
     own.mkdir(parents=True)
     (root / "cgroup.controllers").write_text("cpu memory pids\n")
     monkeypatch.setattr(cgroups, "CGROUP_ROOT", root)
-    monkeypatch.setattr(cgroups, "_own_paths", lambda: {"": "/system.slice/grader.service"})
+    monkeypatch.setattr(cgroups, "own_paths", lambda: {"": "/system.slice/grader.service"})
     monkeypatch.setattr(cgroups, "_writable", lambda path: path.is_dir())
     layout = cgroups.detect_layout()
     assert layout.version == 2 and layout.memory == own / "grader-sandbox"

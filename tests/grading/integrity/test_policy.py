@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook
-from tests.grading.test_autograde import ASSIGNMENT, make_fixture_course
 
+from grader.flags import Flag
 from grader.grading.course_dir import Course
 from grader.grading.gradebook import grade_rows
-from grader.grading.integrity.flags import Flag
 from grader.grading.integrity.policy import MARK, apply_flagged_policy, flagged_policy, zeroed_by_policy
 from grader.grading.nbgrader_api import GraderError, checked, load_course_config, open_api
 from grader.grading.resume import GradedRecord, ProgressStore, fingerprint
+from tests.grading.test_autograde import ASSIGNMENT, make_fixture_course
 
 pytestmark = pytest.mark.slow
 

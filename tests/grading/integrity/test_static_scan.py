@@ -16,12 +16,22 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from grader.grading.integrity.flags import Flag
-from tests.support import FIXTURES
+from grader.flags import Flag
 from grader.grading.integrity.static_scan import (
-    DYNAMIC, FRAMES, GROUPS, IPYTHON, LOWLEVEL, MAX_FLAGS_PER_FILE, MONKEYPATCH, RIGGED, flag_group, scan_notebook,
-    scan_python_source, scan_submission,
+    DYNAMIC,
+    FRAMES,
+    GROUPS,
+    IPYTHON,
+    LOWLEVEL,
+    MAX_FLAGS_PER_FILE,
+    MONKEYPATCH,
+    RIGGED,
+    flag_group,
+    scan_notebook,
+    scan_python_source,
+    scan_submission,
 )
+from tests.support import FIXTURES
 
 ROOT = Path(__file__).resolve().parents[3]
 FILES = FIXTURES

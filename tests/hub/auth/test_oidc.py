@@ -18,9 +18,9 @@ import requests
 import yaml
 from traitlets.config import Config
 
+from grader.hub.auth.oidc import PlatformOIDCAuthenticator, hub_groups_for
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
-from grader.hub.auth.oidc import PlatformOIDCAuthenticator, hub_groups_for
 from grader.hub.settings import layered_config, load_settings, settings_from_config
 from tests.support import hubfixture
 from tests.support.hubfixture import free_port, stop_hub

@@ -30,7 +30,7 @@ from traitlets.config import Config
 
 from grader.exchange.plugins.base import URL_ENV
 from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE
-from grader.hub.services.exchange import exchange_roles
+from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
 from grader.hub.kubernetes.values import (
     GPU_RESOURCE,
     HELM_DIR,
@@ -45,12 +45,12 @@ from grader.hub.kubernetes.values import (
     render_values,
     rendered_values_text,
 )
-from grader.hub.config import server_token_scopes
-from grader.resources import REPO_ROOT
 from grader.hub.layers import ConfigError, merge_layers
-from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
+from grader.hub.roles import server_token_scopes
+from grader.hub.services.exchange import exchange_roles
 from grader.hub.services.seats import seats_policy
 from grader.hub.settings import settings_from_config
+from grader.resources import REPO_ROOT
 from grader.seats.db import close_seats_db
 from grader.seats.models import UsageRecord
 from grader.seats.store import assign_seat, create_cohort, create_organisation, revoke_seat
@@ -311,6 +311,7 @@ def test_the_seats_service_listens_on_every_address_of_the_pod(tmp_path):
     import time
 
     import psutil
+
     from tests.support.hubfixture import free_port
 
     command = merged_values("staging")["hub"]["services"]["seats"]["command"]

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -19,15 +20,20 @@ import yaml
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
 from grader.hub.kubernetes.values import (
     HELM_DIR,
-    HUB_REPO_ROOT,
+    HUB_CONTENT_DIR,
+    HUB_IMAGE_PACKAGE_DIR,
+    HUB_IMAGE_PYTHON,
     ProfileAccess,
     constraint_versions,
     image_tag,
+    platform_layers,
+    render_values,
 )
-from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
-from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
+from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG
+from grader.resources import HUB_CONFIG_DIR, PACKAGE_DIR, REPO_ROOT, TEMPLATES_DIR
 
 IMAGES_DIR = HUB_CONFIG_DIR / "images"
 SINGLEUSER = {"cpu": IMAGES_DIR / "Dockerfile.cpu", "gpu": IMAGES_DIR / "Dockerfile.gpu"}
@@ -100,11 +106,14 @@ def test_image_tags_follow_the_constraints():
 
 def test_hub_image_matches_the_chart_version_it_is_deployed_with():
     chart_version = re.search(r"^CHART_VERSION=(\S+)$", (HELM_DIR / "deploy.sh").read_text(), re.M).group(1)
-    assert build_args(HUB_DOCKERFILE)["CHART_VERSION"] == chart_version
     values = yaml.safe_load((HELM_DIR / "values.yaml").read_text())
     assert values["hub"]["image"]["tag"].startswith(chart_version + "-")
     hub = "\n".join(line for line in HUB_DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#"))
-    assert "jupyterhub-kubespawner" in hub and "/usr/local/etc/jupyterhub/jupyterhub_config.d/" in hub
+    assert "/usr/local/etc/jupyterhub/jupyterhub_config.d/" in hub
+    # KubeSpawner through the k8s extra; no course frameworks (the hub extra has none, see
+    # tests/integration/test_environment.py).
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert "[hub,k8s]" in hub and any(r.startswith("jupyterhub-kubespawner") for r in extras["k8s"])
     assert "torch" not in hub and "tensorflow" not in hub
 
 
@@ -129,23 +138,48 @@ def test_the_config_d_file_applies_the_mounted_platform_settings(tmp_path, monke
     # The formgrader runs in the hub pod beside the exchange service: it calls it on the pod's loopback.
     course_config = (tmp_path / "data" / "courses" / "ai101" / "nbgrader_config.py").read_text()
     assert "c.HttpExchange.service_url = 'http://127.0.0.1:8011/services/nbgrader-exchange/'" in course_config
-    # The sign-up and login pages: the hub pod's config points at them, the image holds them there.
+    # The sign-up and login pages: package data, found where the package is installed.
     (templates,) = c.JupyterHub.template_paths
-    assert Path(templates) == REPO_ROOT / "hub_config" / "templates"
+    assert Path(templates) == TEMPLATES_DIR == PACKAGE_DIR / "hub" / "data" / "templates"
 
 
-def test_the_hub_image_holds_the_templates_the_hub_pod_config_points_at():
-    # In the image the repository is /opt/aicourse (pip install -e), so the config's
-    # <repository>/hub_config/templates is there only if a COPY puts it at the same relative place.
-    relative = Path("hub_config/templates")
-    held = [(source, destination) for source, destination in copies(HUB_DOCKERFILE)
-            if relative.is_relative_to(Path(source.rstrip("/")))]
-    assert held, "the hub image copies no hub_config/templates"
-    for source, destination in held:
-        assert Path(destination) == HUB_REPO_ROOT / source.rstrip("/"), (source, destination)
-    assert {"login.html", "signup.html", "signup_admin.html"} <= {p.name for p in (REPO_ROOT / relative).iterdir()}
-    assert "pip install --no-cache-dir --no-deps -e /opt/aicourse" in HUB_DOCKERFILE.read_text()
-    assert str(HUB_REPO_ROOT) == "/opt/aicourse"
+def _pip_installs(dockerfile) -> list[str]:
+    """The arguments of each ``pip install`` in the Dockerfile, continuation lines joined."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    return [line.split("pip install", 1)[1] for line in text.splitlines() if "pip install" in line]
+
+
+def test_the_hub_image_installs_the_package_with_the_hub_extras_not_a_hand_list():
+    (install,) = _pip_installs(HUB_DOCKERFILE)
+    # A regular install (a wheel built from the copied source): its package data goes to
+    # site-packages, where the hub pod's config finds the templates and Jupyter folders.
+    assert '"/opt/aicourse[hub,k8s]"' in install.split()
+    assert "--no-deps" not in install and " -e " not in install
+    assert "-c /opt/aicourse/requirements/constraints.txt" in install
+    # Only pycurl beside the package: everything else comes from the extras.
+    assert [arg for arg in install.split() if not arg.startswith("-") and "aicourse" not in arg] == ["pycurl==7.45.7"]
+    assert ("grader", "/opt/aicourse/grader") in copies(HUB_DOCKERFILE)
+    assert not any(source.startswith("hub_config/templates") or source == "hub_config"
+                   for source, _ in copies(HUB_DOCKERFILE))
+
+
+def test_the_hub_image_site_packages_is_where_the_rendered_values_point():
+    # The rendered hub.services name the staff Jupyter folder by its path in the image: the image's
+    # Python (its base image tag) decides where site-packages is.
+    (base,) = re.findall(r"^FROM python:(\d+\.\d+)\.", HUB_DOCKERFILE.read_text(), re.M)
+    assert base == HUB_IMAGE_PYTHON
+    assert HUB_IMAGE_PACKAGE_DIR.as_posix() == f"/usr/local/lib/python{base}/site-packages/grader"
+    services = render_values(platform_layers())["hub"]["services"]
+    staff = {service["environment"]["JUPYTER_CONFIG_PATH"] for service in services.values()
+             if "JUPYTER_CONFIG_PATH" in service.get("environment", {})}
+    assert staff == {str(HUB_IMAGE_PACKAGE_DIR / STAFF_JUPYTER_CONFIG.relative_to(PACKAGE_DIR))}
+    assert staff == {f"/usr/local/lib/python{base}/site-packages/grader/hub/data/jupyter/staff"}
+
+
+def test_the_hub_pod_is_told_where_the_content_is():
+    # Installed from a wheel, the hub pod has no checkout to default content_dir to.
+    values = yaml.safe_load((HELM_DIR / "values.yaml").read_text())
+    assert values["hub"]["extraEnv"]["AICOURSE_CONTENT_DIR"] == HUB_CONTENT_DIR
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])

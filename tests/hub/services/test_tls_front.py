@@ -37,8 +37,6 @@ from traitlets.config import Config
 from grader.cli import main as grader_main
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
-from grader.hub.settings import load_settings
-from grader.resources import HUB_CONFIG_DIR
 from grader.hub.services.tls_front import (
     SERVICE_NAME,
     caddyfile_path,
@@ -48,6 +46,8 @@ from grader.hub.services.tls_front import (
     render_caddyfile,
     stop_stale_front,
 )
+from grader.hub.settings import load_settings
+from grader.resources import HUB_CONFIG_DIR
 from tests.support.hubfixture import api_token, execute_cell, free_port, login, start_hub, start_server, stop_hub
 
 CADDY = shutil.which("caddy")
@@ -128,9 +128,9 @@ def _wait_for_front(url: str, ca: Path, hub=None, timeout: float = 60) -> reques
     while True:
         try:
             return requests.get(url, verify=str(ca), timeout=5)
-        except requests.ConnectionError:
+        except requests.ConnectionError as error:
             if time.monotonic() > deadline:
-                raise AssertionError(f"the front never answered at {url}:\n{hub.log()[-4000:] if hub else ''}")
+                raise AssertionError(f"the front never answered at {url}:\n{hub.log()[-4000:] if hub else ''}") from error
             time.sleep(0.5)
 
 

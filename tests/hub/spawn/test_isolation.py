@@ -20,15 +20,32 @@ from traitlets.config import Config
 
 from grader.hub import config as hub_config
 from grader.hub.config import apply_settings, spawner_mode
-from grader.hub.spawn.isolation import (account_name, announce, blocked_ancestor, check_demo_as_root, check_reachable, harden_data_dir,
-                                  resolve_mode)
 from grader.hub.layers import ConfigError
-from grader.hub.spawn.limits import (GpuDevices, ServerGroup, ServerLimits, cgroup_v1_writes, cgroup_v2_writes,
-                               detect_enforcement, join_groups, parse_bytes, systemd_properties, systemd_run_command,
-                               v1_device_rules)
-from grader.hub.spawn.local_spawner import SecureSpawner
 from grader.hub.settings import load_settings
 from grader.hub.spawn.homes import prepare_home_as_owner
+from grader.hub.spawn.isolation import (
+    account_name,
+    announce,
+    blocked_ancestor,
+    check_demo_as_root,
+    check_reachable,
+    harden_data_dir,
+    resolve_mode,
+)
+from grader.hub.spawn.limits import (
+    GpuDevices,
+    ServerGroup,
+    ServerLimits,
+    cgroup_v1_writes,
+    cgroup_v2_writes,
+    detect_enforcement,
+    join_groups,
+    parse_bytes,
+    systemd_properties,
+    systemd_run_command,
+    v1_device_rules,
+)
+from grader.hub.spawn.local_spawner import SecureSpawner
 from tests.support.hubfixture import reachable_by_others
 
 # Two GPUs, and the devices every CUDA process needs (nvidiactl, modeset, nvidia-uvm).

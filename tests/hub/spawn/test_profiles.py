@@ -6,13 +6,12 @@ import subprocess
 
 import pytest
 import yaml
-
 from traitlets.config import Config
 
 from grader.hub.config import apply_settings
 from grader.hub.layers import ConfigError
-from grader.hub.spawn.profiles import GpuAllocator, GpuInventory, ProfileError, ProfileSpawning, detect_gpus
 from grader.hub.settings import Profile, load_settings
+from grader.hub.spawn.profiles import GpuAllocator, GpuInventory, ProfileError, ProfileSpawning, detect_gpus
 
 CPU = Profile("cpu", "CPU: 2 cores, 4 GB", cpu_limit=2, mem_limit="4G")
 GPU = Profile("gpu", "GPU: 1 GPU, 16 GB", cpu_limit=4, mem_limit="16G", gpus=1, groups=("gpu-users",))

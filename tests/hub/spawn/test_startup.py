@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from grader.hub.config import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, _singleuser_command
+from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, singleuser_command
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -83,7 +83,7 @@ def test_instructors_keep_the_formgrader_course_list_and_everything_else(tmp_pat
 
 
 def test_the_hub_starts_servers_through_the_deferring_entry_point():
-    assert _singleuser_command()[1:] == ["-m", "grader.hub.spawn.singleuser"]
+    assert singleuser_command()[1:] == ["-m", "grader.hub.spawn.singleuser"]
 
 
 DEFERRED_IRI_CHECK = """

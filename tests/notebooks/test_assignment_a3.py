@@ -4,7 +4,6 @@ checks the function it breaks — no more, no less."""
 
 from __future__ import annotations
 
-
 import pytest
 
 from tests.support.nbgrader_helpers import (

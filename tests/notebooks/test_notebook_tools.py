@@ -1,11 +1,11 @@
-"""grader.notebooks: smoke parameters are parsed from the parameters cell, failures name the cell."""
+"""tests.support.notebooks: smoke parameters are parsed from the parameters cell, failures name the cell."""
 
 from __future__ import annotations
 
 import nbformat
 import pytest
 
-from grader.notebooks import NotebookError, run_notebook, smoke_parameters
+from tests.support.notebooks import NotebookError, run_notebook, smoke_parameters
 
 
 def test_smoke_values_come_from_trailing_comments():

@@ -4,7 +4,7 @@ nbgrader's own ``collect`` copies a submission out of the exchange's world-writa
 with ``shutil.copytree``, which follows symlinks: a student who leaves a link to ``/etc/shadow``
 or to ``gradebook.db`` there has the instructor (or root) copy that file into ``submitted/``, where
 autograde hands it to the student's code. :class:`Collect` copies with
-:func:`grader.grading.integrity.files.copy_regular_tree` instead: symlinks, hard links, devices, fifos and
+:func:`grader.regular_files.copy_regular_tree` instead: symlinks, hard links, devices, fifos and
 sockets are never followed or copied, each skipped entry is logged as a warning and kept as a
 ``files`` flag for the student (:meth:`grader.grading.resume.ProgressStore.collect_flags`), which
 ``grader collect`` prints. :class:`Submit` refuses, on the student's side, a folder holding such
@@ -13,8 +13,8 @@ entries, naming them.
 ``grader collect`` uses :class:`Collect` whenever the course uses nbgrader's file exchange
 (:func:`grader.grading.collect.collect_submissions`); a course's ``nbgrader_config.py`` may name them too::
 
-    c.ExchangeFactory.collect = 'grader.exchange.plugins.safe_files.Collect'
-    c.ExchangeFactory.submit = 'grader.exchange.plugins.safe_files.Submit'
+    c.ExchangeFactory.collect = 'grader.grading.file_exchange.Collect'
+    c.ExchangeFactory.submit = 'grader.grading.file_exchange.Submit'
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from nbgrader.exchange.default.collect import ExchangeCollect
 from nbgrader.exchange.default.submit import ExchangeSubmit
 from nbgrader.utils import ignore_patterns
 
-from grader.grading.integrity.files import Entry, copy_regular_tree, non_regular_entries, walk_regular
-from grader.grading.integrity.flags import Flag
+from grader.flags import Flag
+from grader.regular_files import Entry, copy_regular_tree, non_regular_entries, walk_regular
 
 
 def _ignore(exchange):

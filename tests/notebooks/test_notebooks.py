@@ -7,13 +7,13 @@ import os
 import nbformat
 import pytest
 
-from grader.notebooks import (
+from grader.resources import REPO_ROOT
+from tests.support.notebooks import (
     cells_with_outputs,
     course_and_assignment_notebooks,
     notebook_smoke_parameters,
     run_notebook,
 )
-from grader.resources import REPO_ROOT
 
 NOTEBOOKS = course_and_assignment_notebooks()
 

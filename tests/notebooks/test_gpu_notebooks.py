@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from grader.notebooks import notebook_smoke_parameters, run_notebook
 from grader.resources import COURSES_DIR
+from tests.support.notebooks import notebook_smoke_parameters, run_notebook
 
 torch = pytest.importorskip("torch")
 

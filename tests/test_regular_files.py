@@ -1,4 +1,4 @@
-"""grader.grading.integrity.files: a submission's regular files are copied and read; links, devices,
+"""grader.regular_files: a submission's regular files are copied and read; links, devices,
 fifos and sockets never are, and each is reported as a ``files`` flag naming it."""
 
 from __future__ import annotations
@@ -11,10 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from grader.grading.integrity.files import (
-    NotRegularFile, copy_regular_tree, non_regular_entries, read_regular_file, read_regular_files,
+from grader.flags import Flag
+from grader.regular_files import (
+    NotRegularFile,
+    copy_regular_tree,
+    non_regular_entries,
+    read_regular_file,
+    read_regular_files,
 )
-from grader.grading.integrity.flags import Flag
 
 SECRET = b"TOP-SECRET-CONTENT"
 _opened: list[str] | None = None

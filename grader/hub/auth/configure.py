@@ -1,0 +1,26 @@
+"""Which authenticator the hub runs, and its settings: local accounts or OIDC (one machine and Kubernetes)."""
+
+from __future__ import annotations
+
+from grader.hub.auth.oidc import update_oidc_auth
+from grader.hub.settings import HubSettings
+from grader.resources import TEMPLATES_DIR
+
+
+def update_auth(c, settings: HubSettings) -> None:
+    """Local accounts with sign-up (grader.hub.auth.local, grader.hub.auth.signup), or OIDC single sign-on (grader.hub.auth.oidc)."""
+    if settings.auth.type == "oidc":
+        update_oidc_auth(c, settings.auth)
+        return
+    c.JupyterHub.authenticator_class = "grader.hub.auth.local.PlatformAuthenticator"
+    # The sign-up pages, and the login page with a link to them (extends JupyterHub's own).
+    c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
+    c.PlatformAuthenticator.signup_mode = settings.signup
+    c.PlatformAuthenticator.invitation_hours = settings.invitation_hours
+    c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
+    c.PlatformAuthenticator.initial_users = settings.users()
+    c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
+    c.PlatformAuthenticator.lockout_seconds = settings.lockout_seconds
+    # Only accounts in the platform's account store can authenticate at all, so every user who
+    # authenticates may use the hub.
+    c.Authenticator.allow_all = True
