@@ -41,6 +41,8 @@ def submitted_students(settings: CourseSettings, assignment_id: str) -> set[str]
 
 def released_assignments(settings: CourseSettings) -> set[str]:
     """``NbGraderAPI.get_released_assignments``: the assignments in the exchange's ``outbound/``."""
+    if settings.http_exchange is not None:
+        return _released_over_http(settings)
     if settings.exchange_root is None:
         from grader.grading.nbgrader_api import open_api
 
@@ -59,3 +61,26 @@ def released_assignments(settings: CourseSettings) -> set[str]:
         if match := re.match(r".*/(?P<course_id>.*)/outbound/(?P<assignment_id>.*)", path):
             released.add(match.group("assignment_id"))
     return released
+
+
+def _released_over_http(settings: CourseSettings) -> set[str]:
+    """What nbgrader's API answers with this project's HTTP List plugin (grader.exchange.plugins.listing):
+    the course's assignments on the exchange service; nothing when there is no course id, or when
+    the service cannot be asked (no URL, no token, a refusal, unreachable: nbgrader's API then
+    calls the exchange missing)."""
+    from grader.exchange.plugins.config import TOKEN_ENV, URL_ENV
+
+    if not settings.course_id:
+        return set()
+    service_url, api_token = settings.http_exchange
+    service_url = service_url or os.environ.get(URL_ENV, "")
+    api_token = api_token or os.environ.get(TOKEN_ENV) or os.environ.get("JUPYTERHUB_API_TOKEN", "")
+    if not service_url or not api_token:
+        return set()
+    from grader.exchange.plugins.client import ExchangeClient, ExchangeRequestError
+
+    try:
+        entries = ExchangeClient(service_url, api_token).request("GET", "courses", settings.course_id, "assignments")
+    except ExchangeRequestError:
+        return set()
+    return {entry["assignment_id"] for entry in entries}

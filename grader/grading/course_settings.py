@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from grader.exchange.plugins.config import PLUGIN_CLASSES
 from grader.grading.errors import GraderError
 
 # nbgrader's defaults (nbgrader.coursedir.CourseDirectory, nbgrader.exchange.default.Exchange, 0.9.6).
@@ -50,8 +51,11 @@ class CourseSettings:
     source_directory: str = "source"
     submitted_directory: str = "submitted"
     # The file exchange root, when released assignments are listed by nbgrader's own file lister;
-    # None: another lister (the HTTP exchange), so nbgrader's API must list them.
+    # None: another lister, so nbgrader's API must list them (or http_exchange says how).
     exchange_root: str | None = _DEFAULT_EXCHANGE_ROOT
+    # (service_url, api_token) of this project's HTTP exchange, configured exactly as the hub writes
+    # it (grader.exchange.plugins.config.http_exchange_config); empty strings: from the environment.
+    http_exchange: tuple[str, str] | None = None
 
     def format_path(self, nbgrader_step: str, student_id: str, assignment_id: str, escape: bool = False) -> str:
         """nbgrader's ``CourseDirectory.format_path``, line for line (0.9.6)."""
@@ -100,8 +104,22 @@ def _literal_assignments(source: str) -> dict[str, dict[str, object]] | None:
     return sections
 
 
+def _http_exchange(sections: dict[str, dict[str, object]]) -> tuple[str, str] | None | bool:
+    """(service_url, api_token) when the config selects this project's HTTP exchange plugins exactly
+    as the hub writes them; None when it selects no other lister; False for anything else."""
+    factory = sections.get("ExchangeFactory", {})
+    if "list" not in factory:
+        return None if "HttpExchange" not in sections else False
+    http = sections.get("HttpExchange", {})
+    if factory != PLUGIN_CLASSES or http.keys() - {"service_url", "api_token"}:
+        return False
+    values = (http.get("service_url", ""), http.get("api_token", ""))
+    return values if all(isinstance(value, str) for value in values) else False
+
+
 def _settings_from_literals(sections: dict[str, dict[str, object]], root: str) -> CourseSettings | None:
-    if _DECIDED_BY_NBGRADER & sections.keys() or "list" in sections.get("ExchangeFactory", {}):
+    http_exchange = _http_exchange(sections)
+    if _DECIDED_BY_NBGRADER & sections.keys() or http_exchange is False:
         return None
     course = sections.get("CourseDirectory", {})
     exchange = sections.get("Exchange", {})
@@ -116,7 +134,9 @@ def _settings_from_literals(sections: dict[str, dict[str, object]], root: str) -
     course_id = read.pop("course_id", "").strip()  # CourseDirectory strips it too
     # nbgrader's default applies only when unset: an empty db_url stays empty (and fails to open).
     db_url = read.pop("db_url") if "db_url" in read else "sqlite:///" + os.path.abspath(os.path.join(root, "gradebook.db"))
-    return CourseSettings(course_id=course_id, root=root, db_url=db_url, **read)
+    if http_exchange is not None:
+        read["exchange_root"] = None
+    return CourseSettings(course_id=course_id, root=root, db_url=db_url, http_exchange=http_exchange, **read)
 
 
 def _settings_from_nbgrader(course_dir: Path) -> CourseSettings:

@@ -437,3 +437,39 @@ def test_an_upload_with_an_entry_that_is_not_a_regular_file_gets_400_naming_it(h
     assert response.status_code == 400, response.text
     assert "'data/secrets': not a regular file" in response.json()["message"]
     assert sorted((storage(hub) / "ai101" / "submissions").rglob("*")) == before
+
+
+@on_hub
+def test_grader_status_lists_the_http_exchange_releases_as_nbgrader_does_without_importing_it(hub, tokens, released, tmp_path):
+    """A hub course's config selects the HTTP exchange: `grader status` asks the service itself
+    (no nbgrader import), and answers what nbgrader's API answers through the List plugin, also
+    when it cannot ask (no token: nothing released)."""
+    import os
+    import subprocess
+    import sys
+
+    from grader.grading.course_dir import Course, prepare_course_dir
+
+    course = Course("ai101", tmp_path / "ai101", tmp_path / "unused-exchange", exchange_url=hub.exchange_url)
+    prepare_course_dir(course)
+    probe = (
+        "import json, sys\n"
+        "from grader.grading.course_folders import released_assignments\n"
+        "from grader.grading.course_settings import read_course_settings\n"
+        f"settings = read_course_settings({str(course.course_dir)!r})\n"
+        "fast = sorted(released_assignments(settings))\n"
+        "loaded = sorted(m for m in ('nbgrader', 'traitlets') if m in sys.modules)\n"
+        "from grader.grading.nbgrader_api import open_api\n"
+        f"with open_api(__import__('pathlib').Path({str(course.course_dir)!r})) as api:\n"
+        "    theirs = sorted(api.get_released_assignments())\n"
+        "print(json.dumps([fast, theirs, loaded, settings.http_exchange is not None]))\n"
+    )
+    # Other tests of this module release more: the lists are compared, with hw1 in them.
+    for token, must_hold in ((tokens["instructor"], {released}), ("", set())):
+        env = {key: value for key, value in os.environ.items() if key not in ("GRADER_EXCHANGE_TOKEN", "JUPYTERHUB_API_TOKEN")}
+        if token:
+            env["GRADER_EXCHANGE_TOKEN"] = token
+        answer = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120)
+        assert answer.returncode == 0, answer.stderr
+        fast, theirs, loaded, modelled = json.loads(answer.stdout.strip().splitlines()[-1])
+        assert fast == theirs and must_hold <= set(fast) and (token or fast == []) and loaded == [] and modelled

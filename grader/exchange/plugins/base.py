@@ -10,9 +10,7 @@ from nbgrader.utils import ignore_patterns
 from traitlets import Bool, Float, Unicode, default
 
 from grader.exchange.plugins.client import ExchangeClient, ExchangeRequestError, pack_directory
-
-URL_ENV = "GRADER_EXCHANGE_URL"
-TOKEN_ENV = "GRADER_EXCHANGE_TOKEN"
+from grader.exchange.plugins.config import TOKEN_ENV, URL_ENV
 
 
 class HttpExchange(Exchange):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+# Where the service is and which hub token to call it with, when the configuration does not say.
+URL_ENV = "GRADER_EXCHANGE_URL"
+TOKEN_ENV = "GRADER_EXCHANGE_TOKEN"
+
 # ExchangeFactory trait -> plugin class, for every exchange operation nbgrader has.
 PLUGIN_CLASSES = {
     "exchange": "grader.exchange.plugins.HttpExchange",
