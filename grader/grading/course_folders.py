@@ -13,10 +13,10 @@ import os
 import re
 from pathlib import Path
 
-from grader.grading.course_settings import CourseSettings
+from grader.grading.course_config import CourseConfig
 
 
-def source_assignments(settings: CourseSettings) -> set[str]:
+def source_assignments(settings: CourseConfig) -> set[str]:
     """``NbGraderAPI.get_source_assignments``: the assignment folders in ``source/``."""
     pattern = settings.format_path(settings.source_directory, student_id=".", assignment_id="*")
     regex = settings.format_path(settings.source_directory, student_id=".", assignment_id="(?P<assignment_id>.*)", escape=True)
@@ -27,7 +27,7 @@ def source_assignments(settings: CourseSettings) -> set[str]:
     return found
 
 
-def submitted_students(settings: CourseSettings, assignment_id: str) -> set[str]:
+def submitted_students(settings: CourseConfig, assignment_id: str) -> set[str]:
     """``NbGraderAPI.get_submitted_students``: students with a folder of ``assignment_id`` in ``submitted/``."""
     pattern = settings.format_path(settings.submitted_directory, student_id="*", assignment_id=assignment_id)
     regex = settings.format_path(settings.submitted_directory, student_id="(?P<student_id>.*)",
@@ -39,7 +39,7 @@ def submitted_students(settings: CourseSettings, assignment_id: str) -> set[str]
     return found
 
 
-def released_assignments(settings: CourseSettings) -> set[str]:
+def released_assignments(settings: CourseConfig) -> set[str]:
     """``NbGraderAPI.get_released_assignments``: the assignments in the exchange's ``outbound/``."""
     if settings.http_exchange is not None:
         return _released_over_http(settings)
@@ -63,7 +63,7 @@ def released_assignments(settings: CourseSettings) -> set[str]:
     return released
 
 
-def _released_over_http(settings: CourseSettings) -> set[str]:
+def _released_over_http(settings: CourseConfig) -> set[str]:
     """What nbgrader's API answers with this project's HTTP List plugin (grader.exchange.plugins.listing):
     the course's assignments on the exchange service; nothing when there is no course id, or when
     the service cannot be asked (no URL, no token, a refusal, unreachable: nbgrader's API then

@@ -9,7 +9,7 @@ flag with its reason, whether the course's ``flagged_policy`` zeroed it): ``grad
 ASSIGNMENT --json`` prints it, ``grader status ASSIGNMENT`` shows its flagged students.
 
 Nothing here imports nbgrader (about 2 s of imports against 0.06 s of work): the course config,
-the folders and the gradebook are read by :mod:`~grader.grading.course_settings`,
+the folders and the gradebook are read by :mod:`~grader.grading.course_config`,
 :mod:`~grader.grading.course_folders` and :mod:`~grader.grading.gradebook_read`, which repeat what
 nbgrader's API computes (tests/grading/test_gradebook_read.py holds them to it).
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from grader.flags import Flag
+from grader.grading.course_config import CourseConfig, read_course_config
 from grader.grading.course_folders import released_assignments, source_assignments, submitted_students
-from grader.grading.course_settings import CourseSettings, read_course_settings
 from grader.grading.gradebook_read import open_gradebook
 from grader.grading.resume import GradedRecord, ProgressStore, fingerprint, record_flags
 
@@ -52,10 +52,10 @@ def graded_submissions(*, course_dir: Path, assignment_id: str) -> dict[str, Gra
     submission folder is gone still counts: the gradebook holds its complete grades.
     """
     course_dir = Path(course_dir).resolve()
-    return _graded(course_dir, read_course_settings(course_dir), assignment_id)
+    return _graded(course_dir, read_course_config(course_dir), assignment_id)
 
 
-def _graded(course_dir: Path, settings: CourseSettings, assignment_id: str) -> dict[str, GradedRecord]:
+def _graded(course_dir: Path, settings: CourseConfig, assignment_id: str) -> dict[str, GradedRecord]:
     graded = {}
     for record in ProgressStore(course_dir).records(assignment_id):
         folder = Path(settings.format_path(settings.submitted_directory, record.student_id, assignment_id))
@@ -67,14 +67,14 @@ def _graded(course_dir: Path, settings: CourseSettings, assignment_id: str) -> d
 def pending_students(*, course_dir: Path, assignment_id: str) -> set[str]:
     """Students with a submission of ``assignment_id`` in ``submitted/`` that is not graded yet."""
     course_dir = Path(course_dir).resolve()
-    settings = read_course_settings(course_dir)
+    settings = read_course_config(course_dir)
     return submitted_students(settings, assignment_id) - _graded(course_dir, settings, assignment_id).keys()
 
 
 def course_status(*, course_dir: Path) -> list[AssignmentStatus]:
     """One status per assignment of the course (in ``source/`` or the gradebook), by name."""
     course_dir = Path(course_dir).resolve()
-    settings = read_course_settings(course_dir)
+    settings = read_course_config(course_dir)
     released = released_assignments(settings)
     with open_gradebook(settings.db_url, course_id=settings.course_id, root=settings.root) as gradebook:
         duedates = gradebook.duedates()
@@ -145,7 +145,7 @@ class StudentStatus:
 def student_statuses(*, course_dir: Path, assignment_id: str) -> list[StudentStatus]:
     """Every student with a graded or submitted submission of ``assignment_id``, by id."""
     course_dir = Path(course_dir).resolve()
-    settings = read_course_settings(course_dir)
+    settings = read_course_config(course_dir)
     graded = _graded(course_dir, settings, assignment_id)
     pending = submitted_students(settings, assignment_id) - graded.keys()
     with open_gradebook(settings.db_url, course_id=settings.course_id, root=settings.root) as gradebook:

@@ -455,8 +455,8 @@ def test_grader_status_lists_the_http_exchange_releases_as_nbgrader_does_without
     probe = (
         "import json, sys\n"
         "from grader.grading.course_folders import released_assignments\n"
-        "from grader.grading.course_settings import read_course_settings\n"
-        f"settings = read_course_settings({str(course.course_dir)!r})\n"
+        "from grader.grading.course_config import read_course_config\n"
+        f"settings = read_course_config({str(course.course_dir)!r})\n"
         "fast = sorted(released_assignments(settings))\n"
         "loaded = sorted(m for m in ('nbgrader', 'traitlets') if m in sys.modules)\n"
         "from grader.grading.nbgrader_api import open_api\n"

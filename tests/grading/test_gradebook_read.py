@@ -1,6 +1,6 @@
 """The nbgrader-free readers of ``grader status`` give what nbgrader's own API gives.
 
-grader.grading.gradebook_read (SQL on nbgrader's tables), grader.grading.course_settings (the
+grader.grading.gradebook_read (SQL on nbgrader's tables), grader.grading.course_config (the
 course config read as data) and grader.grading.course_folders (the folder listings) are each
 compared with nbgrader on the same course: a gradebook built with nbgrader's API (every kind of
 score, task cells, extra credit, late penalties, a policy zeroing; SQLite and PostgreSQL), the
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook, MissingEntry
 
+from grader.grading.course_config import CourseConfig, read_course_config
 from grader.grading.course_dir import Course, prepare_course_dir
 from grader.grading.course_folders import released_assignments, source_assignments, submitted_students
-from grader.grading.course_settings import CourseSettings, read_course_settings
 from grader.grading.gradebook_read import POLICY_MARK, open_gradebook
 from grader.grading.integrity.policy import MARK, zeroed_by_policy
 from grader.grading.nbgrader_api import load_course_config, open_api
@@ -165,7 +165,7 @@ def test_graded_course_reads_as_nbgrader_reads_it(tmp_path_factory):
     from tests.grading.test_export import graded_course
 
     course = graded_course(tmp_path_factory)  # late penalties, a student without a submission
-    settings = read_course_settings(course.course_dir)
+    settings = read_course_config(course.course_dir)
     assert settings.exchange_root is not None  # read without nbgrader
     assert_same_gradebook(settings.db_url, settings.course_id, settings.root, [ASSIGNMENT])
     assert any(row[2] > 0 for row in reader_rows(settings.db_url, settings.course_id, settings.root, ASSIGNMENT)[1].values())
@@ -199,7 +199,7 @@ def _nbgrader_settings(course_dir: Path) -> tuple:
             coursedir.source_directory, coursedir.submitted_directory)
 
 
-def _settings(settings: CourseSettings) -> tuple:
+def _settings(settings: CourseConfig) -> tuple:
     return (settings.course_id, settings.root, settings.db_url, settings.directory_structure,
             settings.source_directory, settings.submitted_directory)
 
@@ -212,7 +212,7 @@ def _course(tmp_path: Path, **fields) -> Course:
 
 def test_the_written_config_is_read_as_data_as_nbgrader_reads_it(tmp_path):
     course = _course(tmp_path)
-    settings = read_course_settings(course.course_dir)
+    settings = read_course_config(course.course_dir)
     assert settings.exchange_root == str(course.exchange_dir)
     assert _settings(settings) == _nbgrader_settings(course.course_dir)
 
@@ -227,7 +227,7 @@ def test_literal_configs_are_read_as_nbgrader_reads_them(tmp_path, lines):
     course = _course(tmp_path)
     config = course.course_dir / "nbgrader_config.py"
     config.write_text(config.read_text() + lines)
-    settings = read_course_settings(course.course_dir)
+    settings = read_course_config(course.course_dir)
     assert settings.exchange_root is not None  # the fast reader read it
     assert _settings(settings) == _nbgrader_settings(course.course_dir)
 
@@ -250,16 +250,16 @@ def test_configs_it_cannot_be_sure_of_are_read_by_nbgrader(tmp_path, lines):
         expected = _nbgrader_settings(course.course_dir)
     except Exception as error:  # nbgrader refuses it: so must status
         with pytest.raises(type(error)):
-            read_course_settings(course.course_dir)
+            read_course_config(course.course_dir)
         return
-    settings = read_course_settings(course.course_dir)
+    settings = read_course_config(course.course_dir)
     assert settings.exchange_root is None  # nbgrader's loader read it, and nbgrader's API lists releases
     assert _settings(settings) == expected
 
 
 def test_http_exchange_courses_list_releases_through_nbgrader(tmp_path):
     course = _course(tmp_path, exchange_url="http://127.0.0.1:9/services/exchange/")
-    assert read_course_settings(course.course_dir).exchange_root is None
+    assert read_course_config(course.course_dir).exchange_root is None
 
 
 def test_folder_listings_follow_a_custom_directory_structure(tmp_path):
@@ -270,7 +270,7 @@ def test_folder_listings_follow_a_custom_directory_structure(tmp_path):
         (course.course_dir / "submitted" / "hw1" / student).mkdir(parents=True)
     (course.course_dir / "submitted" / "hw1" / "not-a-folder").write_text("")
     (course.exchange_dir / "course101" / "outbound" / "hw1").mkdir(parents=True)
-    settings = read_course_settings(course.course_dir)
+    settings = read_course_config(course.course_dir)
     with open_api(course.course_dir) as api:
         assert submitted_students(settings, "hw1") == api.get_submitted_students("hw1") == {"ann", "bob"}
         assert source_assignments(settings) == api.get_source_assignments()

@@ -41,7 +41,7 @@ _DECIDED_BY_NBGRADER = {"ExchangeList", "ABCExchangeList", "ABCExchange", "Authe
 
 
 @dataclass(frozen=True)
-class CourseSettings:
+class CourseConfig:
     """Where a course's files and gradebook are, as nbgrader's ``CourseDirectory`` would say."""
 
     course_id: str
@@ -117,7 +117,7 @@ def _http_exchange(sections: dict[str, dict[str, object]]) -> tuple[str, str] | 
     return values if all(isinstance(value, str) for value in values) else False
 
 
-def _settings_from_literals(sections: dict[str, dict[str, object]], root: str) -> CourseSettings | None:
+def _config_from_literals(sections: dict[str, dict[str, object]], root: str) -> CourseConfig | None:
     http_exchange = _http_exchange(sections)
     if _DECIDED_BY_NBGRADER & sections.keys() or http_exchange is False:
         return None
@@ -136,17 +136,17 @@ def _settings_from_literals(sections: dict[str, dict[str, object]], root: str) -
     db_url = read.pop("db_url") if "db_url" in read else "sqlite:///" + os.path.abspath(os.path.join(root, "gradebook.db"))
     if http_exchange is not None:
         read["exchange_root"] = None
-    return CourseSettings(course_id=course_id, root=root, db_url=db_url, http_exchange=http_exchange, **read)
+    return CourseConfig(course_id=course_id, root=root, db_url=db_url, http_exchange=http_exchange, **read)
 
 
-def _settings_from_nbgrader(course_dir: Path) -> CourseSettings:
+def _config_from_nbgrader(course_dir: Path) -> CourseConfig:
     from nbgrader.coursedir import CourseDirectory
 
     from grader.grading.nbgrader_api import load_course_config
 
     config = load_course_config(course_dir)
     coursedir = CourseDirectory(config=config)
-    return CourseSettings(
+    return CourseConfig(
         course_id=coursedir.course_id, root=coursedir.root, db_url=coursedir.db_url,
         directory_structure=coursedir.directory_structure, source_directory=coursedir.source_directory,
         submitted_directory=coursedir.submitted_directory,
@@ -154,12 +154,12 @@ def _settings_from_nbgrader(course_dir: Path) -> CourseSettings:
     )
 
 
-def read_course_settings(course_dir: Path) -> CourseSettings:
+def read_course_config(course_dir: Path) -> CourseConfig:
     """The course's settings: parsed from a plain literal config, else through nbgrader's loader."""
     course_dir = Path(course_dir).resolve()
     config_file = course_dir / "nbgrader_config.py"
     if not config_file.is_file():
         raise GraderError(f"{config_file}: no nbgrader_config.py; is {course_dir} a course directory?")
     sections = _literal_assignments(config_file.read_text())
-    settings = _settings_from_literals(sections, str(course_dir)) if sections is not None else None
-    return settings if settings is not None else _settings_from_nbgrader(course_dir)
+    settings = _config_from_literals(sections, str(course_dir)) if sections is not None else None
+    return settings if settings is not None else _config_from_nbgrader(course_dir)
