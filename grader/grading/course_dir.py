@@ -64,19 +64,6 @@ def instructor_config_text(course: Course) -> str:
     )
 
 
-def student_config_text(course: Course, student_id: str) -> str:
-    """The ``nbgrader_config.py`` a student's server reads: which course and exchange, and who."""
-    return (
-        "# Written by the hub at spawn time.\n"
-        "c = get_config()  # noqa: F821\n"
-        f"c.CourseDirectory.course_id = {course.course_id!r}\n"
-        f"c.Exchange.root = {str(course.exchange_dir)!r}\n"
-        # nbgrader names a submission after the OS user unless told otherwise; in demo mode every
-        # student shares one OS user, so the hub says who the student is.
-        f"c.CourseDirectory.student_id = {student_id!r}\n"
-    )
-
-
 def prepare_exchange(exchange_dir: Path) -> None:
     """Create the exchange root with the permissions nbgrader's file exchange expects."""
     exchange_dir.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,11 @@ import pytest
 
 from grader.grading.autograde import autograde_assignment
 from grader.grading.collect import collect_submissions
-from grader.grading.course_dir import Course, prepare_course_dir, student_config_text
+from grader.grading.course_dir import Course, prepare_course_dir
 from grader.grading.feedback import release_feedback
 from grader.grading.gradebook import grade_rows
 from grader.grading.release import release_assignment
+from grader.hub.spawn.homes import student_config_text
 from grader.resources import ASSIGNMENTS_SOURCE_DIR
 from tests.support import FIXTURES
 
@@ -28,6 +29,13 @@ pytestmark = pytest.mark.slow
 
 ASSIGNMENT = "a1_backprop"
 NOTEBOOK = f"{ASSIGNMENT}.ipynb"
+
+
+def student_config(course: Course, student: str) -> str:
+    """The nbgrader config the hub writes into a student's home (file exchange), one line changed:
+    no hub runs here, so nbgrader's no-auth plugin stands in for its JupyterHub one."""
+    return (student_config_text(student_id=student, course_ids=[course.course_id], exchange_root=course.exchange_dir)
+            + "c.Authenticator.plugin_class = 'nbgrader.auth.NoAuthPlugin'\n")
 
 
 def nbgrader_as_student(student_dir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -67,9 +75,10 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     for student, work in students.items():
         student_dir = tmp_path / "students" / student
         (student_dir / "home").mkdir(parents=True)
-        (student_dir / "nbgrader_config.py").write_text(student_config_text(course, student))
+        (student_dir / "nbgrader_config.py").write_text(student_config(course, student))
         nbgrader_as_student(student_dir, "fetch_assignment", ASSIGNMENT)
-        fetched = student_dir / ASSIGNMENT / NOTEBOOK
+        # The hub's config fetches into <course>/<assignment> (path_includes_course).
+        fetched = student_dir / course.course_id / ASSIGNMENT / NOTEBOOK
         assert "### BEGIN SOLUTION" not in fetched.read_text()
         if work == "solution":
             nbformat.write(answered_with_solutions(fetched), fetched)
@@ -94,7 +103,7 @@ def test_release_fetch_submit_collect_autograde_feedback(tmp_path):
     for student in students:
         student_dir = tmp_path / "students" / student
         nbgrader_as_student(student_dir, "fetch_feedback", ASSIGNMENT)
-        feedback_files = list((student_dir / ASSIGNMENT / "feedback").rglob("*.html"))
+        feedback_files = list((student_dir / course.course_id / ASSIGNMENT / "feedback").rglob("*.html"))
         assert len(feedback_files) == 1, feedback_files
         html = feedback_files[0].read_text()
         assert "BEGIN HIDDEN TESTS" not in html and "BEGIN SOLUTION" not in html
@@ -175,16 +184,16 @@ def test_the_safe_submit_plugin_refuses_a_folder_with_links(tmp_path):
     student_dir = tmp_path / "students" / "mallory"
     (student_dir / "home").mkdir(parents=True)
     (student_dir / "nbgrader_config.py").write_text(
-        student_config_text(course, "mallory") + "c.ExchangeFactory.submit = 'grader.grading.file_exchange.Submit'\n")
+        student_config(course, "mallory") + "c.ExchangeFactory.submit = 'grader.grading.file_exchange.Submit'\n")
     nbgrader_as_student(student_dir, "fetch_assignment", "squares")
-    os.symlink(course.gradebook_path, student_dir / "squares" / "answers.db")
+    os.symlink(course.gradebook_path, student_dir / course.course_id / "squares" / "answers.db")
     env = dict(os.environ, HOME=str(student_dir / "home"))
     refused = subprocess.run([sys.executable, "-m", "nbgrader", "submit", "squares"], cwd=student_dir, env=env,
                              capture_output=True, text=True)
     assert refused.returncode != 0
     assert "regular files only" in refused.stderr + refused.stdout and "answers.db: symlink to" in refused.stderr + refused.stdout
     assert list((course.exchange_dir / course.course_id / "inbound").iterdir()) == []
-    (student_dir / "squares" / "answers.db").unlink()
+    (student_dir / course.course_id / "squares" / "answers.db").unlink()
     nbgrader_as_student(student_dir, "submit", "squares")
     assert len(list((course.exchange_dir / course.course_id / "inbound").iterdir())) == 1
 
