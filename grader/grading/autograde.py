@@ -6,9 +6,10 @@ ones ``nbgrader autograde`` writes. Only its ``Execute`` step is replaced, by
 :class:`ForkedExecute`, which runs the cells in a sandboxed fork of a pre-importing zygote
 (:mod:`grader.grading.executor`) instead of a fresh kernel per submission.
 
-Submissions are graded by ``workers`` threads. All gradebook work happens under one lock, so the
-database only ever sees one writer; the lock is released while cells execute, which is where the
-time goes. Each finished submission is recorded in :mod:`grader.grading.resume`, so a run killed half
+At most ``workers`` submissions execute at once, each in its own sandbox slot. All gradebook work
+happens under one lock, so the database only ever sees one writer; the lock is released while cells
+execute, which is where the time goes. One more thread than there are slots keeps the next
+submission's bookkeeping going while the slots are busy, so student code never waits for it. Each finished submission is recorded in :mod:`grader.grading.resume`, so a run killed half
 way is resumed by running it again.
 """
 
@@ -67,7 +68,7 @@ class AutogradeOutcome:
 @dataclass
 class _JobContext:
     backend: object
-    slot: int
+    slots: queue.Queue  # the sandbox slots of this run: one is taken only while cells execute
     limits: Limits
     policy: str = "keep"  # the course's c.Grader.flagged_policy
     flagged_before: frozenset = frozenset()  # students whose last graded submission had flags
@@ -112,13 +113,16 @@ class ForkedExecute(NbGraderPreprocessor):
             cells=[cell.source for cell in runnable],
             files=files,
             env={"NBGRADER_EXECUTION": "autograde", **_thread_settings()},
-            slot=context.slot,
             trusted=[_is_instructor_cell(cell) for cell in runnable],
         )
-        # Let other submissions use the gradebook while this one runs.
+        # Let other submissions use the gradebook while this one waits for a slot and runs.
         GRADEBOOK_LOCK.release()
         try:
-            result = context.backend.execute(request, context.limits)
+            request.slot = context.slots.get()
+            try:
+                result = context.backend.execute(request, context.limits)
+            finally:
+                context.slots.put(request.slot)
         finally:
             GRADEBOOK_LOCK.acquire()
         for cell in nb.cells:
@@ -421,11 +425,7 @@ def autograde_assignment(
         print(backend.describe(), file=sys.stderr)  # once per run: what confines student code here
 
     def run(student: str) -> AutogradeOutcome:
-        slot = slots.get()
-        try:
-            return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slot, limits, policy, flagged_before), store)
-        finally:
-            slots.put(slot)
+        return _grade_one(course_dir, config, assignment_id, student, _JobContext(backend, slots, limits, policy, flagged_before), store)
 
     # nbgrader's converter changes into the course root and back; start there so every thread
     # sees the same working directory whichever thread changes it.
@@ -438,7 +438,7 @@ def autograde_assignment(
     previous_execution = os.environ.get("NBGRADER_EXECUTION")
     os.environ["NBGRADER_EXECUTION"] = "autograde"
     try:
-        with faster_nbgrader(), ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        with faster_nbgrader(), ThreadPoolExecutor(max_workers=workers + 1) as pool, tqdm(
             total=len(todo), desc=f"autograde {assignment_id}", unit="submission", disable=not progress
         ) as bar:
             futures = [pool.submit(run, student) for student in todo]

@@ -142,6 +142,7 @@ def run_session(conn: socket.socket) -> None:
     apply_warning_filters(_KERNEL_WARNING_FILTERS)
 
     runner = CellRunner(output_cap_bytes=start["output_cap_bytes"], send=send_output, capture=capture)
+    _NAMESPACES.refresh([sys, warnings, *CellRunner.installs])
     trust = audit.Trust(rootfs.python_paths())
     pristine = Pristine(runner.shell, trust.trusted_file, _NAMESPACES)
 

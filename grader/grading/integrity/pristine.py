@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import types
+import warnings
 from dataclasses import dataclass
 from itertools import chain
 from operator import is_
@@ -54,6 +55,7 @@ def _is_untrusted_definition(value, trusted_file) -> bool:
 WATCHED_PACKAGES = ("IPython", "grader", "traitlets", "unittest")
 WATCHED_MODULES = ("builtins", "sys", "math", "cmath", "operator", "functools", "numbers", "warnings",
                    "traceback", "linecache", "types", "decimal", "fractions", "random", "re", "json")
+_VOLATILE = (sys, warnings)
 _IMMUTABLE_TYPE = 1 << 8  # Py_TPFLAGS_IMMUTABLETYPE: built-in classes nobody can change
 
 
@@ -68,16 +70,32 @@ class _Namespace:
 class NamespaceSnapshot:
     entries: list
 
+    def __post_init__(self):
+        # ``sys`` changes with every error the shell shows (sys.last_value...), ``warnings`` when a
+        # cell first warns (showwarning): they are checked name by name every time, so that one
+        # failing cell does not send every other namespace down the slow path.
+        volatile = {id(owner) for owner in _VOLATILE}
+        self.steady = [entry for entry in self.entries if id(entry.owner) not in volatile]
+        self.volatile = [entry for entry in self.entries if id(entry.owner) in volatile]
+
+    def refresh(self, owners) -> None:
+        """Take these namespaces again: what the child's own set-up changed in them (the streams
+        and the display hooks it installs, the warning filters) is the starting point, not a
+        change to find by scanning every namespace before the first instructor cell."""
+        for entry in self.entries:
+            if any(entry.owner is owner for owner in owners):
+                entry.snapshot = dict(vars(entry.owner))
+
     def unchanged(self) -> bool:
-        """Whether every watched namespace still holds the very same objects, at C speed.
+        """Whether every watched namespace but the volatile ones still holds the very same objects, at C speed.
 
         Identity only, through ``operator.is_``: ``==`` would run a student's ``__eq__``, and
         ``id()`` raises an audit event per call (the audit hook would run 20,000 times)."""
-        owners = [entry.owner.__dict__ for entry in self.entries]
-        if list(map(len, owners)) != [len(entry.snapshot) for entry in self.entries]:
+        owners = [entry.owner.__dict__ for entry in self.steady]
+        if list(map(len, owners)) != [len(entry.snapshot) for entry in self.steady]:
             return False
         return all(map(is_, chain.from_iterable(map(_values, owners)),
-                       chain.from_iterable(_values(entry.snapshot) for entry in self.entries)))
+                       chain.from_iterable(_values(entry.snapshot) for entry in self.steady)))
 
 
 def _values(mapping):
@@ -237,10 +255,11 @@ class Pristine:
 
     def _restore_modules(self, reasons: list[str], strict: bool = True) -> None:
         namespaces = self.namespaces
-        if namespaces.unchanged():
-            return  # the common case: nothing changed, checked at C speed
+        # The common case: nothing but sys changed, checked at C speed; sys (a hundred names)
+        # is always looked at name by name.
+        entries = namespaces.volatile if namespaces.unchanged() else namespaces.entries
         trusted_file = self.trusted_file
-        for entry in namespaces.entries:
+        for entry in entries:
             current = entry.owner.__dict__
             if _same_objects(current, entry.snapshot):
                 continue
