@@ -1,10 +1,11 @@
 """Work nbgrader's autograde repeats for every submission, done once per grading run instead.
 
-Profiling ``grader autograde`` on A2 showed two avoidable costs in nbgrader 0.9.6's bookkeeping,
+Profiling ``grader autograde`` on A2 showed avoidable costs in nbgrader 0.9.6's bookkeeping,
 which runs under the one-writer gradebook lock and so limits how fast a batch can go:
 
 - every ``Gradebook(...)`` creates a new SQLAlchemy engine (nbgrader opens nine per submission),
   so each of its ~55 queries per submission is compiled again (an engine owns its query cache);
+- every ``Gradebook(...)`` also lists the database's tables, only to learn whether it is new;
 - every nbgrader cell's metadata is checked with ``jsonschema.validate``, which first re-checks
   the schema itself, on every call;
 - nbgrader commits ~30 times per submission, and a SQLite gradebook in its default rollback
@@ -114,6 +115,34 @@ def _restore_journal_mode(engine, mode: str) -> None:
         engine.dispose()
 
 
+class _TablesOnceCreated:
+    """Stands in for ``sqlalchemy.inspect`` in nbgrader's ``Gradebook.__init__``, which asks each
+    new gradebook's engine for its table names only to learn whether the database is new. Once
+    an engine has shown tables they stay for the run (nothing drops them): later gradebooks on the
+    same shared engine are told so without a query."""
+
+    def __init__(self, inspect):
+        self._inspect = inspect
+        self._with_tables: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, engine):
+        with self._lock:
+            known = id(engine) in self._with_tables
+        if known:
+            return _KnownTables()
+        inspector = self._inspect(engine)
+        if inspector.get_table_names():
+            with self._lock:
+                self._with_tables.add(id(engine))
+        return inspector
+
+
+class _KnownTables:
+    def get_table_names(self) -> list[str]:
+        return ["grade"]  # non-empty: the database exists; nbgrader reads nothing else from it
+
+
 class _SchemaCheckedOnce:
     """Stands in for the ``jsonschema`` module inside nbgrader's metadata validator.
 
@@ -146,8 +175,10 @@ class _SchemaCheckedOnce:
 def faster_nbgrader() -> Iterator[None]:
     """Within the block, nbgrader shares gradebook engines and checks its metadata schema once."""
     original_create_engine, original_jsonschema = nbgrader.api.create_engine, nbgrader_format.jsonschema
+    original_inspect = nbgrader.api.inspect
     engines = _SharedEngines(original_create_engine)
     nbgrader.api.create_engine = engines
+    nbgrader.api.inspect = _TablesOnceCreated(original_inspect)
     nbgrader_format.jsonschema = _SchemaCheckedOnce()
     # Every Gradebook(...) (nine per submission) re-checks that each table exists; with one engine
     # per URL for the run, once per engine is enough.
@@ -157,5 +188,6 @@ def faster_nbgrader() -> Iterator[None]:
         yield
     finally:
         nbgrader.api.create_engine, nbgrader_format.jsonschema = original_create_engine, original_jsonschema
+        nbgrader.api.inspect = original_inspect
         del metadata.create_all  # the class's own method again
         engines.dispose_all()
