@@ -20,6 +20,7 @@ entries, naming them.
 from __future__ import annotations
 
 import os
+import pwd
 from pathlib import Path
 
 from nbgrader.exchange.default.collect import ExchangeCollect
@@ -36,8 +37,41 @@ def _ignore(exchange):
                            max_file_size=coursedir.max_file_size, log=exchange.log)
 
 
+# The hub's secure one-machine mode runs each student as this account (grader.hub.spawn.isolation,
+# which the grading layer does not import).
+STUDENT_ACCOUNT_PREFIX = "jupyter-"
+
+
 def _regular_size(folder: str, ignore) -> int:
     return sum(item.stat.st_size for item in walk_regular(Path(folder), ignore=ignore) if isinstance(item, Entry))
+
+
+def _check_size(exchange, src: str, ignore) -> None:
+    """nbgrader's limit on a submission's size (``max_dir_size``, in kB), over regular files only."""
+    size, limit = _regular_size(src, ignore), 1000 * exchange.coursedir.max_dir_size
+    if size > limit:
+        exchange.log.error("Directory size is too big")
+        raise RuntimeError(f"Directory size is too big. Size is {size}, maximum size is {limit}")
+
+
+def _owner_flag(inbound: str, src: str, student_id: str) -> Flag | None:
+    """A flag when the submission's folder is owned by an account that is not the student's.
+
+    nbgrader's own check (``check_owner``) wants the owner's name to be the student id; here a
+    student's files belong to ``jupyter-<id>`` (secure mode) or, where every server runs as the
+    hub's one user (demo mode), to the same user as the exchange itself, which proves nothing and
+    is not reported: nbgrader warned "cheating attempt?" for every submission there.
+    """
+    owner_uid = os.lstat(src).st_uid
+    if owner_uid == os.lstat(inbound).st_uid:
+        return None
+    try:
+        owner = pwd.getpwuid(owner_uid).pw_name
+    except KeyError:
+        owner = f"uid {owner_uid}"
+    if owner in (student_id, STUDENT_ACCOUNT_PREFIX + student_id):
+        return None
+    return Flag("files", f"submitted as {student_id} but the folder belongs to the account {owner}")
 
 
 class Collect(ExchangeCollect):
@@ -49,17 +83,16 @@ class Collect(ExchangeCollect):
     def init_src(self):
         super().init_src()
         self.skipped = {}
+        self.check_owner = False  # replaced by _owner_flag, which knows this platform's accounts
 
     def do_copy(self, src, dest, log=None):
         ignore = _ignore(self)
-        size, limit = _regular_size(src, ignore), 1000 * self.coursedir.max_dir_size
-        if size > limit:
-            self.log.error("Directory size is too big")
-            raise RuntimeError(f"Directory size is too big. Size is {size}, maximum size is {limit}")
+        _check_size(self, src, ignore)
         if os.path.lexists(dest):
             raise FileExistsError(dest)
-        flags = copy_regular_tree(Path(src), Path(dest), ignore=ignore)
         student_id = self._path_to_record(src)["username"]  # as nbgrader's collect names it
+        owner = _owner_flag(self.inbound_path, src, student_id)
+        flags = copy_regular_tree(Path(src), Path(dest), ignore=ignore) + ([owner] if owner else [])
         for flag in flags:
             self.log.warning("%s: %s (in %s)", student_id, flag.reason, src)
         self.skipped[student_id] = flags
@@ -89,9 +122,6 @@ class Submit(ExchangeSubmit):
 
     def do_copy(self, src, dest, log=None):
         ignore = _ignore(self)
-        size, limit = _regular_size(src, ignore), 1000 * self.coursedir.max_dir_size
-        if size > limit:
-            self.log.error("Directory size is too big")
-            raise RuntimeError(f"Directory size is too big. Size is {size}, maximum size is {limit}")
+        _check_size(self, src, ignore)
         for flag in copy_regular_tree(Path(src), Path(dest), ignore=ignore):  # changed since the check
             self.fail(f"Submissions hold regular files only: {flag.reason}")
