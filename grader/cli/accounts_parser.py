@@ -11,7 +11,7 @@ from grader.cli.dispatch import lazy
 # grader.hub.auth.signup.INVITATION_HOURS, stated here so that --help does not import JupyterHub;
 # tests/cli/test_defaults.py checks they agree.
 INVITATION_HOURS = 72
-HELP = "local accounts: approve sign-ups, make invitation links"
+HELP = "local accounts: approve sign-ups, make invitation and password reset links, unlock names"
 
 
 def add_accounts_command(verbs: argparse._SubParsersAction, *, listed: bool = True) -> None:
@@ -26,4 +26,11 @@ def add_accounts_command(verbs: argparse._SubParsersAction, *, listed: bool = Tr
     invite.add_argument("--hours", type=float, default=INVITATION_HOURS, help="how long it stays valid (default: %(default)s)")
     invite.add_argument("--note", default="", help="who it is for (kept with the invitation)")
     invite.add_argument("--hub-url", default=None, help="the hub's public address (default: from the hub's settings)")
+    reset = accounts_verbs.add_parser("reset", help="print a one-time link that sets USERNAME's password")
+    reset.add_argument("username")
+    reset.add_argument("--hours", type=float, default=None,
+                       help="how long it stays valid (default: accounts.reset_hours of the hub's settings)")
+    reset.add_argument("--hub-url", default=None, help="the hub's public address (default: from the hub's settings)")
+    accounts_verbs.add_parser("unlock", help="clear a name's failed logins and lock").add_argument("username")
+    accounts_verbs.add_parser("locked", help="list the names locked after too many failed logins")
     accounts.set_defaults(handler=lazy("grader.hub.auth.signup:accounts_command"))

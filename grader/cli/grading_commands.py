@@ -21,8 +21,8 @@ def init(args: argparse.Namespace) -> int:
 def release(args: argparse.Namespace) -> int:
     from grader.grading.release import release_assignment
 
-    release_assignment(course_dir=args.course_dir, assignment_id=args.assignment)
-    print(f"released {args.assignment}")
+    release_assignment(course_dir=args.course_dir, assignment_id=args.assignment, force=args.force)
+    print(f"released {args.assignment}" + (" (replacing the earlier release)" if args.force else ""))
     return 0
 
 
@@ -114,4 +114,23 @@ def status(args: argparse.Namespace) -> int:
         print(f"{args.assignment}: {sum(s.graded for s in students)} graded, "
               f"{sum(not s.graded for s in students)} pending, {flagged} flagged")
         print(flagged_table(students))
+    return 0
+
+
+def similarity(args: argparse.Namespace) -> int:
+    from grader.grading.similarity import run_similarity
+
+    result, html_path, json_path = run_similarity(course_dir=args.course_dir, assignment_id=args.assignment,
+                                                  corpus=args.corpus, threshold=args.threshold, out_dir=args.out_dir)
+    flagged = result.flagged
+    print(f"{args.assignment}: {len(result.students)} submission(s)"
+          + (f" and {len(result.corpus)} of earlier terms" if result.corpus_folders else "")
+          + f", {len(flagged)} pair(s) scoring {result.threshold:g} or more (for a person to read; nothing was decided)")
+    for pair in flagged:
+        print(f"  {pair.score:.2f}  {pair.a.document.label}  {pair.b.document.label}")
+    for prepared in result.students:
+        if prepared.document.unreadable:
+            print(f"UNREADABLE  {prepared.document.student_id}: {', '.join(prepared.document.unreadable)}")
+    print(f"report: {html_path}")
+    print(f"results: {json_path}")
     return 0

@@ -25,6 +25,8 @@ EPILOG = ("The hub's administration (courses, accounts, seats, the TLS front, Ku
 # that --help does not import nbgrader; tests/cli/test_defaults.py checks they agree.
 EXPORT_FORMATS = ["canvas", "csv"]
 EXPORT_DEFAULT_FORMAT = "csv"
+# grader.grading.similarity.DEFAULT_THRESHOLD, stated here for --help (test_similarity.py checks they agree).
+SIMILARITY_THRESHOLD = 0.5
 
 
 def _course_dir_default() -> Path:
@@ -37,7 +39,8 @@ def _commands(module: str, names: list[str]) -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     handler = _commands("grader.cli.grading_commands",
-                        ["init", "release", "collect", "autograde", "feedback", "export", "report", "status"])
+                        ["init", "release", "collect", "autograde", "feedback", "export", "report", "status",
+                         "similarity"])
     parser = argparse.ArgumentParser(prog="grader", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument(
         "--course-dir", type=Path, default=_course_dir_default(),
@@ -50,13 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("--exchange", type=Path, required=True, help="nbgrader exchange root")
     init.set_defaults(handler=handler["init"])
 
-    for name, help_text in [
-        ("release", "generate the student version and release it"),
-        ("collect", "collect the latest submissions"),
-    ]:
-        verb = verbs.add_parser(name, help=help_text)
-        verb.add_argument("assignment")
-        verb.set_defaults(handler=handler[name])
+    release = verbs.add_parser("release", help="generate the student version and release it")
+    release.add_argument("assignment")
+    release.add_argument("--force", action="store_true",
+                         help="replace a release students may have fetched already (unrelease, then release)")
+    release.set_defaults(handler=handler["release"])
+
+    collect = verbs.add_parser("collect", help="collect the latest submissions")
+    collect.add_argument("assignment")
+    collect.set_defaults(handler=handler["collect"])
 
     limits = Limits()
     autograde = verbs.add_parser("autograde", help="grade every collected submission, in parallel and sandboxed")
@@ -102,6 +107,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help="one assignment: per student, the score, how grading ended and every flag")
     status.add_argument("--json", action="store_true", help="print JSON (per student with an assignment)")
     status.set_defaults(handler=handler["status"])
+
+    similarity = verbs.add_parser(
+        "similarity", help="pairs of students whose answer cells share long passages (a signal to read, not a verdict)")
+    similarity.add_argument("assignment")
+    similarity.add_argument("--corpus", type=Path, action="append", default=[],
+                            help="an earlier term's course directory or submitted/ folder to compare against "
+                                 "(repeatable; never compared within itself)")
+    similarity.add_argument("--threshold", type=float, default=SIMILARITY_THRESHOLD,
+                            help="list pairs scoring at least this, 0 to 1 (default: %(default)s)")
+    similarity.add_argument("--out-dir", type=Path, default=None,
+                            help="folder for the HTML page (default: the course's similarity/ folder)")
+    similarity.set_defaults(handler=handler["similarity"])
 
     add_admin_commands(verbs, listed=False)
     return parser

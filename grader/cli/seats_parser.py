@@ -1,5 +1,9 @@
 """The parser of ``grader-admin seats ...``; the handlers are in :mod:`grader.seats.commands`,
-imported (with SQLAlchemy and Alembic) only when a command runs."""
+imported (with SQLAlchemy and Alembic) only when a command runs.
+
+The database is the hub's, as ``grader-admin accounts`` finds its file: the handler is given
+:func:`hub_seats_db`, which reads the hub's settings (the platform YAML) only when no ``--db`` and no
+``$GRADER_SEATS_DB`` name one. (:mod:`grader.seats` sits below the hub and cannot import its settings.)"""
 
 from __future__ import annotations
 
@@ -14,11 +18,29 @@ HELP = "enterprise cohorts: organisations, cohorts, seats, usage, invoices"
 DESCRIPTION = f"""\
 Enterprise cohorts: organisations buy seats in a cohort of a course and assign them.
 
-Every command opens the database named by --db (default: ${URL_ENV}, else {DEFAULT_URL_NAME} in
-the current directory), migrating it if needed. A refused operation (no seats left, a bad CSV
-row, an unknown cohort) prints "grader seats: <why>" and exits with 2; nothing is half-applied.
+Every command opens the hub's seats database: the one named by --db, else by ${URL_ENV}, else by
+the hub's settings (seats.db_url of the platform YAML, else {DEFAULT_URL_NAME} in its data_dir),
+migrating it if needed. A database that does not exist yet is an error naming it: the hub creates
+it when it starts with seats.enabled, or "grader-admin seats init" does. A refused operation (no
+seats left, a bad CSV row, an unknown cohort) prints "grader seats: <why>" and exits with 2;
+nothing is half-applied.
 """
-DB_HELP = f"seats database URL, sqlite:///... or postgresql://... (default: ${URL_ENV}, else ./{DEFAULT_URL_NAME})"
+DB_HELP = (f"seats database URL, sqlite:///... or postgresql://... (default: ${URL_ENV}, else the hub's settings: "
+           f"seats.db_url, else <data_dir>/{DEFAULT_URL_NAME})")
+
+
+def hub_seats_db() -> tuple[str, str]:
+    """The seats database URL of the hub's settings, and where it came from (for messages)."""
+    from grader.hub.layers import ConfigError  # only when a command runs
+    from grader.hub.settings import config_path, load_settings
+    from grader.seats.db import NoSeatsDatabase
+
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise NoSeatsDatabase(f"cannot read the hub's settings, which name the seats database: {error}") from None
+    where = "seats.db_url" if settings.seats.db_url else "data_dir"
+    return settings.seats_db_url, f"{where} of the hub's settings, {config_path()}"
 
 
 def _iso_date(text: str) -> date:
@@ -41,8 +63,10 @@ def add_seats_command(verbs: argparse._SubParsersAction, *, listed: bool = True)
     def command(parent, name: str, help_text: str, key: str | None = None) -> argparse.ArgumentParser:
         parser = parent.add_parser(name, help=help_text, description=help_text, parents=[db])
         # grader.seats.commands.COMMANDS maps the key to the operation.
-        parser.set_defaults(handler=run, seats_command=key or name)
+        parser.set_defaults(handler=run, seats_command=key or name, hub_seats_db=hub_seats_db)
         return parser
+
+    command(commands, "init", "create the seats database the hub's settings name (or migrate it), and say where")
 
     org = commands.add_parser("org", help="organisations that buy seats")
     org_verbs = org.add_subparsers(dest="org_verb", required=True, metavar="COMMAND")

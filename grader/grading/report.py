@@ -206,6 +206,40 @@ def _flagged(reports: list[AssignmentReport]) -> str:
     return "".join(parts)
 
 
+def _similarity(course_dir: Path, assignment_ids: list[str], out_dir: Path) -> str:
+    """Flagged pairs of ``grader similarity``'s last run (its JSON in the course directory), each
+    assignment's side-by-side page copied beside the report."""
+    import json
+    import shutil
+
+    from grader.grading.similarity.output import EXPLANATION, results_path
+
+    parts = ['<h2 id="similarity">Similarity</h2>\n', f"<p>{html.escape(EXPLANATION)}</p>\n"]
+    for assignment_id in assignment_ids:
+        path = results_path(course_dir, assignment_id)
+        if not path.is_file():
+            parts.append(f"<p>{html.escape(assignment_id)}: not computed; run "
+                         f"<code>grader similarity {html.escape(assignment_id)}</code>.</p>\n")
+            continue
+        data = json.loads(path.read_text(encoding="utf-8"))
+        link = ""
+        if data.get("html") and Path(data["html"]).is_file():
+            page = f"similarity-{_file_stem(assignment_id)}.html"
+            shutil.copyfile(data["html"], out_dir / page)
+            link = f' (<a href="{html.escape(quote(page))}">passages side by side</a>)'
+        flagged = [pair for pair in data["pairs"] if pair["flagged"]]
+        parts.append(f"<h3>{html.escape(assignment_id)}</h3>\n<p>Computed {html.escape(data['generated'])} over "
+                     f"{data['submissions']} submission(s); {len(flagged)} pair(s) scored {data['threshold']:g} or more{link}.</p>\n")
+
+        def who(side: dict) -> str:
+            return side["student_id"] + (f" ({side['corpus']})" if side["corpus"] else "")
+
+        if flagged:
+            parts.append(_table(["student", "with", "score"],
+                                [[who(pair["a"]), who(pair["b"]), f"{pair['score']:.2f}"] for pair in flagged]))
+    return "".join(parts)
+
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; color: #222; }
 table { border-collapse: collapse; margin: 0.5rem 0 1.5rem; }
@@ -239,6 +273,7 @@ def write_report(*, course_dir: Path, out_dir: Path, assignments: list[str] | No
         + _summary(reports)
         + "".join(_assignment_section(report, out_dir) for report in reports)
         + _flagged(reports)
+        + _similarity(course_dir, [report.assignment_id for report in reports], out_dir)
         + "</body>\n</html>\n"
     )
     index = out_dir / "index.html"

@@ -16,20 +16,23 @@ import sys
 from pathlib import Path
 
 from grader.hub.auth.configure import update_auth
-from grader.hub.auth.oidc import roles_with_identity_groups
+from grader.hub.auth.oidc import auth_state_keys, roles_with_identity_groups
+from grader.hub.auth.onboarding import update_onboarding
 from grader.hub.layers import ConfigError
+from grader.hub.lifecycle import prepare_process, when_running
 from grader.hub.roles import platform_roles, server_token_scopes
 from grader.hub.services.culler import culler_role, culler_service
 from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
 from grader.hub.services.formgrader import course_service, update_courses
-from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.services.seats import seats_policy, seats_roles, seats_server_environment, seats_services, update_seats
 from grader.hub.services.tls_front import prepare_front, tls_front_services
 from grader.hub.settings import HubSettings, load_settings
-from grader.hub.spawn.homes import home_of, prepare_home_as_owner
+from grader.hub.spawn.homes import DEFAULT_URL, first_start_url, home_of, is_first_start, prepare_home_as_owner
 from grader.hub.spawn.isolation import announce, check_demo_as_root, check_reachable, harden_data_dir, resolve_mode
 from grader.hub.spawn.limits import detect_enforcement
 from grader.hub.spawn.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, jupyter_config_path_for, singleuser_command
+from grader.hub.spawn.singleuser import kernel_culling_args
 from grader.resources import REPO_ROOT, TEMPLATES_DIR
 
 # `make setup` installs the proxy into the checkout; elsewhere (a wheel install) it is found on PATH.
@@ -51,7 +54,15 @@ def update_network(c, settings: HubSettings) -> None:
 
 def update_storage(c, settings: HubSettings) -> None:
     c.JupyterHub.db_url = settings.db_url
+    # A new JupyterHub's schema is applied at start, as Zero-to-JupyterHub does for its SQLite
+    # (docs/upgrading.md). db_url is always a SQLite file here, which JupyterHub copies to
+    # jupyterhub.sqlite.<date-time> before it migrates; its Alembic must be on PATH (make hub).
+    c.JupyterHub.upgrade_db = True
     c.JupyterHub.cookie_secret_file = str(settings.data_dir / "jupyterhub_cookie_secret")
+    # OIDC keeps the IdP's tokens (auth_state), encrypted with a key kept beside the cookie secret,
+    # unless the environment gives JupyterHub's own JUPYTERHUB_CRYPT_KEY.
+    if settings.auth.type == "oidc" and "JUPYTERHUB_CRYPT_KEY" not in os.environ:
+        c.CryptKeeper.keys = auth_state_keys(settings.data_dir)
 
 
 def pre_spawn_hook_for(settings: HubSettings):
@@ -66,9 +77,13 @@ def pre_spawn_hook_for(settings: HubSettings):
                             if group.name.startswith("nbgrader-"))
         home = home_of(spawner)
         home.mkdir(parents=True, exist_ok=True)
+        first = is_first_start(home)
         await asyncio.to_thread(prepare_home_as_owner, home, username=spawner.user.name, course_ids=course_ids,
                                 exchange_root=settings.exchange_root, courses_dir=settings.lessons_dir,
                                 exchange_url=settings.exchange_url)
+        # A student's first start opens the course's start-here page (settings.start_here).
+        spawner.default_url = first_start_url(home, start_here=settings.start_here, first=first,
+                                              course_ids=course_ids)
     return pre_spawn_hook
 
 
@@ -88,9 +103,11 @@ def update_spawner(c, settings: HubSettings) -> None:
     # The admin page says which mode this is (grader/hub/data/templates/admin.html; update_auth sets
     # the same folder for the login and sign-up pages).
     c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
-    c.JupyterHub.template_vars = {"aicourse_spawner_mode": spawner_mode(settings)}
-    c.Spawner.default_url = "/lab/tree/courses"
-    c.Spawner.pre_spawn_hook = pre_spawn_hook_for(settings)
+    # aicourse_local_accounts: the nav bar links the local accounts' pages (templates/page.html).
+    c.JupyterHub.template_vars = {"aicourse_spawner_mode": spawner_mode(settings),
+                                  "aicourse_local_accounts": settings.auth.type == "local"}
+    c.Spawner.default_url = DEFAULT_URL  # but a student's first start: pre_spawn_hook_for
+    # c.Spawner.pre_spawn_hook (pre_spawn_hook_for, after the profile and seat checks): update_profiles.
     c.Spawner.server_token_scopes = server_token_scopes(settings)
     # A server start costs CPU-seconds (benchmarks/server_startup.py measures it): several at once
     # on a small machine, with other work, can overrun JupyterHub's 30 s default.
@@ -114,16 +131,26 @@ def gpu_inventory(settings: HubSettings) -> GpuInventory:
 
 def update_profiles(c, settings: HubSettings) -> None:
     """The spawn form with the settings' profiles; their limits and GPUs applied at each start."""
-    spawning = ProfileSpawning(settings.profiles, gpu_inventory(settings), policy=seats_policy(settings))
+    spawning = ProfileSpawning(settings.profiles, gpu_inventory(settings), policy=seats_policy(settings),
+                               prepare=pre_spawn_hook_for(settings))
     c.Spawner.options_form = spawning.options_form
     c.Spawner.options_from_form = spawning.options_from_form
     c.Spawner.apply_user_options = spawning.apply_user_options
+    # Refusals (seats, profiles, GPUs) are raised here, where JupyterHub logs no traceback for them;
+    # an accepted start then gets its lessons and nbgrader config (pre_spawn_hook_for).
+    c.Spawner.pre_spawn_hook = spawning.pre_spawn_hook
     c.Spawner.post_stop_hook = spawning.post_stop_hook
+
+
+def update_kernel_culling(c, settings: HubSettings) -> None:
+    """Users' servers shut down their kernels idle for ``kernel_culler.timeout`` seconds."""
+    culling = settings.kernel_culler
+    c.Spawner.args = kernel_culling_args(culling.timeout, culling.cull_every, culling.cull_connected)
 
 
 def update_jupyter_config(c, settings: HubSettings) -> None:
     """Which Jupyter configuration folder each server reads first, decided per user at spawn."""
-    c.Spawner.environment = {"JUPYTER_CONFIG_PATH": jupyter_config_path_for}
+    c.Spawner.environment = {"JUPYTER_CONFIG_PATH": jupyter_config_path_for, **seats_server_environment(settings)}
 
 
 def update_services(c, settings: HubSettings) -> None:
@@ -136,6 +163,18 @@ def update_services(c, settings: HubSettings) -> None:
         services.append(exchange_service(settings))
     # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/services/tls_front.py).
     c.JupyterHub.services = services + seats_services(settings) + tls_front_services(settings)
+
+
+def update_branding(c, settings: HubSettings) -> None:
+    """The platform's name and logo on the login page and the hub's pages (templates/login.html, page.html)."""
+    logo = settings.branding.logo
+    if logo is not None:
+        if not logo.is_file():
+            raise ConfigError(f"branding.logo: {logo} is not a file")
+        c.JupyterHub.logo_file = str(logo)
+    template_vars = c.JupyterHub.template_vars if "template_vars" in c.JupyterHub else {}
+    c.JupyterHub.template_vars = {**template_vars, "aicourse_title": settings.branding.title,
+                                  "aicourse_logo": logo is not None}
 
 
 def update_roles(c, settings: HubSettings) -> None:
@@ -192,7 +231,11 @@ def apply_settings(c, settings: HubSettings) -> None:
     update_storage(c, settings)
     update_auth(c, settings)
     update_spawner(c, settings)
+    update_branding(c, settings)
+    if settings.auth.type == "local":
+        update_onboarding(c, settings)  # the instructors' course students page (local accounts)
     update_jupyter_config(c, settings)
+    update_kernel_culling(c, settings)
     update_profiles(c, settings)
     update_courses(c, settings)
     update_services(c, settings)
@@ -207,8 +250,12 @@ def configure_hub(c) -> HubSettings:
     So the file an admin keeps can be two lines (``hub_config/jupyterhub_config.py`` adds its
     ``jupyterhub_config.d/``); the settings file is found as :func:`grader.hub.settings.config_path` says.
     """
+    # Alembic on PATH (JupyterHub's upgrade_db, nbgrader) and SIGINT not ignored: grader.hub.lifecycle.
+    prepare_process()
     settings = load_settings()
     apply_settings(c, settings)
     # Secure mode (the default as root) checks and locks down this machine; demo mode says so.
     prepare_machine(settings)
+    # Once the hub runs: SIGINT/SIGTERM stop it in order, and a last block gives its URL and new accounts.
+    when_running(settings)
     return settings

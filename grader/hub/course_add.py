@@ -1,28 +1,33 @@
 """Add a course to the hub by editing the admin's platform YAML, so nobody edits it by hand.
 
-The file keeps its comments and layout: the new course is inserted as a block at the end of the
-``courses:`` mapping, and the result is read back and checked, against the schema and against
-what was meant, before it replaces the old file. The hub starts the course's formgrader on its
-next start.
+The file is edited with ruamel.yaml's round trip, as TLJH's ``tljh-config`` edits its config:
+comments, key order, quoting and the other sections stay as the admin wrote them, and the new
+course is added at the end of the ``courses:`` mapping. The result is read back and checked,
+against the schema and against what was meant, before it replaces the old file. The hub starts the
+course's formgrader on its next start.
 """
 
 from __future__ import annotations
 
-import json
+import io
 import os
-import re
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError as RoundTripError
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from grader.hub.layers import ConfigError, merge_layers, read_layer, validate_layer
 from grader.hub.settings import DEFAULTS, layered_config, settings_from_config
 from grader.hub.settings import config_path as default_config_path
 
 FIRST_FORMGRADER_PORT = 8010
-_COURSES_LINE = re.compile(r"^courses:\s*(#.*)?$")
+# Long lines stay on one line: the round trip must not re-wrap the admin's strings.
+_NO_WRAP = 1 << 16
 
 
 def _next_free_port(layer: dict) -> int:
@@ -41,34 +46,66 @@ def _next_free_port(layer: dict) -> int:
     return port
 
 
-def _course_block(course_id: str, entry: dict, indent: str) -> list[str]:
-    # JSON strings and lists of plain names are valid YAML, and need no quoting rules of our own.
-    lines = [f"{indent}{course_id}:\n"]
-    for key, value in entry.items():
-        lines.append(f"{indent * 2}{key}: {json.dumps(value)}\n")
-    return lines
-
-
-def _insert_course(text: str, course_id: str, entry: dict) -> str:
-    lines = text.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        lines[-1] += "\n"
-    start = next((i for i, line in enumerate(lines) if _COURSES_LINE.match(line)), None)
-    if start is None:
-        if any(line.startswith("courses:") for line in lines):
-            raise ConfigError("courses: written on one line; write it as a block mapping to let `grader course add` edit it")
-        return "".join(lines) + "\ncourses:\n" + "".join(_course_block(course_id, entry, "  "))
-    end, indent = start, ""
-    for i in range(start + 1, len(lines)):
-        line = lines[i]
-        if not line.strip() or line.lstrip().startswith("#"):
+def _mapping_indent(text: str) -> int:
+    """How far the file indents a mapping inside a mapping (2 when it has none)."""
+    parent = None
+    for line in text.splitlines():
+        content = line.lstrip(" ")
+        if not content or content.startswith("#"):
             continue
-        if not line[0].isspace():
-            break
-        end = i
-        indent = indent or line[: len(line) - len(line.lstrip())]
-    block = _course_block(course_id, entry, indent or "  ")
-    return "".join(lines[: end + 1] + block + lines[end + 1:])
+        depth = len(line) - len(content)
+        if parent is not None and depth > parent and not content.startswith("-"):
+            return depth - parent
+        # A key opening a block ("courses:", "courses:  # ..."), not one with a value on its line.
+        key, colon, rest = content.partition(":")
+        parent = depth if colon and not content.startswith("-") and (not rest.strip() or rest.strip().startswith("#")) else None
+    return 2
+
+
+def _round_trip(text: str, path: Path) -> tuple[YAML, Any]:
+    """The document as ruamel.yaml's round trip reads it (quotes kept), and the same object to
+    write it back in the file's own indentation."""
+    round_trip = YAML(typ="rt")
+    round_trip.preserve_quotes = True
+    round_trip.width = _NO_WRAP
+    try:
+        # ruamel's guess: the block sequences' indent and their dash's offset (None without any).
+        _, sequence_indent, dash_offset = load_yaml_guess_indent(text)
+        document = round_trip.load(text)
+    except RoundTripError as error:  # e.g. a key given twice, where PyYAML lets the last one win
+        raise ConfigError(f"{path}: cannot be edited as YAML: {error}") from None
+    mapping = _mapping_indent(text)
+    if dash_offset is None:
+        sequence_indent, dash_offset = mapping, 0
+    round_trip.indent(mapping=mapping, sequence=sequence_indent, offset=dash_offset)
+    return round_trip, document
+
+
+def _inline_list(values: Sequence[str]) -> CommentedSeq:
+    names = CommentedSeq(values)
+    names.fa.set_flow_style()  # instructors: [ivy], as the shipped file writes them
+    return names
+
+
+def _with_course(text: str, path: Path, course_id: str, entry: dict) -> str:
+    dumper, document = _round_trip(text, path)
+    prefix = ""
+    if document is None:  # an empty file, or comments only: they stay, the settings follow
+        document, prefix = CommentedMap(), text if text.endswith("\n") or not text else text + "\n"
+    if not isinstance(document, CommentedMap):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    courses = document.get("courses")
+    if courses is None:
+        courses = document["courses"] = CommentedMap()
+    if not isinstance(courses, CommentedMap):
+        raise ConfigError(f"{path}: courses: expected a mapping of course ids")
+    courses.fa.set_block_style()  # `courses: {}` grows into a block the admin can read
+    courses[course_id] = CommentedMap(
+        (key, _inline_list(value) if isinstance(value, list) else value) for key, value in entry.items())
+    out = io.StringIO(prefix)
+    out.seek(0, io.SEEK_END)
+    dumper.dump(document, out)
+    return out.getvalue()
 
 
 def add_course(
@@ -104,10 +141,9 @@ def add_course(
     validate_layer(new_layer, f"{path} (with course {course_id})")
     settings_from_config(layered_config(secrets={}, admin=new_layer, environ={}))  # e.g. a port used twice
     text = path.read_text()
-    new_text = _insert_course(text, course_id, entry)
+    new_text = _with_course(text, path, course_id, entry)
     expected = yaml.safe_load(text) or {}
-    expected.setdefault("courses", {})
-    expected["courses"][course_id] = entry
+    expected["courses"] = {**(expected.get("courses") or {}), course_id: entry}
     if yaml.safe_load(new_text) != expected:
         raise ConfigError(f"{path}: could not add {course_id} without changing other settings; add it by hand")
     # Write beside the file and rename: a crash leaves the old file or the new one, never half.

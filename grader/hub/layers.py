@@ -19,7 +19,7 @@ from grader.resources import SCHEMA_PATH
 
 # Keys whose values are paths; a relative path in a file means relative to that file's folder.
 _PATH_KEYS = {("data_dir",), ("content_dir",), ("exchange_dir",), ("courses", "*", "course_dir"), ("spawner", "homes_dir"),
-              ("https", "certificate"), ("https", "key")}
+              ("https", "certificate"), ("https", "key"), ("branding", "logo")}
 
 
 class ConfigError(ValueError):

@@ -109,4 +109,6 @@ def server_token_scopes(settings: HubSettings) -> list[str]:
         "read:services",
         # With the HTTP exchange: let nbgrader in the server call the exchange service.
         *exchange_token_scopes(settings),
+        # With seats: let the server report its user's lessons run (grader.seats.lesson_reports).
+        *([f"access:services!service={SEATS_SERVICE}"] if settings.seats.enabled else []),
     ]

@@ -45,7 +45,11 @@ DEFAULTS: dict[str, Any] = {
     "hub_port": 8081,
     "proxy_api_port": 8001,
     # signup: off | invitation (links made by admins) | approval (also requests an admin approves).
-    "accounts": {"max_failed_logins": 5, "lockout_seconds": 600, "signup": "invitation", "invitation_hours": 72},
+    # reset_hours: how long a password reset link stays valid; requests_*: sign-up and reset requests
+    # allowed per client address and per user name in request_window_seconds.
+    "accounts": {"max_failed_logins": 5, "lockout_seconds": 600, "signup": "invitation", "invitation_hours": 72,
+                 "reset_hours": 24, "requests_per_address": 30, "requests_per_name": 5,
+                 "request_window_seconds": 600},
     # Who logs in: "local" accounts (grader/hub/auth/accounts.py) or "oidc" single sign-on (grader/hub/auth/oidc.py).
     "auth": {"type": "local"},
     "courses": {},
@@ -53,6 +57,9 @@ DEFAULTS: dict[str, Any] = {
     "cohort_admins": [],
     # Servers idle for an hour are stopped; checked every 5 minutes.
     "idle_culler": {"enabled": True, "timeout": 3600, "cull_every": 300, "max_age": 0},
+    # Kernels idle (not running code) for 30 minutes are shut down by their server, checked every
+    # minute, even with a notebook open on them (MappingKernelManager.cull_*); timeout 0: never.
+    "kernel_culler": {"timeout": 1800, "cull_every": 60, "cull_connected": True},
     # Extra hub groups by name (e.g. who may use the GPU profile); members are added, never removed.
     "groups": {},
     # Spawn profiles by slug, in the order the form lists them; none: no form.
@@ -74,6 +81,15 @@ DEFAULTS: dict[str, Any] = {
     # address empty: every interface. hsts_max_age 0: no Strict-Transport-Security header.
     "https": {"enabled": False, "domain": "", "address": "", "port": 443, "http_port": 80,
               "certificate": "", "key": "", "letsencrypt_email": "", "acme_ca": "", "hsts_max_age": 31536000},
+    # The platform's name on the login page and in every hub page's title; logo: an image file for
+    # the nav bar and the login page ("": JupyterHub's).
+    "branding": {"title": "AI course platform", "logo": ""},
+    # Outgoing e-mail for the invitations instructors send (grader/hub/auth/onboarding.py).
+    # smtp_host "": no e-mail, the links are shown to copy. security: starttls | ssl | none.
+    "mail": {"smtp_host": "", "smtp_port": 587, "security": "starttls", "username": "", "password": "",
+             "from": ""},
+    # What a student's first server start opens, relative to their home ("": the courses folder).
+    "start_here": "courses/START_HERE.ipynb",
 }
 
 
@@ -110,6 +126,16 @@ class IdleCullerSettings:
     cull_every: int = DEFAULTS["idle_culler"]["cull_every"]
     # Seconds after which a server is stopped even when active; 0: never.
     max_age: int = DEFAULTS["idle_culler"]["max_age"]
+
+
+@dataclass(frozen=True)
+class KernelCullerSettings:
+    """Users' servers shut down their own idle kernels (Jupyter Server's kernel culling)."""
+    # Seconds a kernel may stay idle (running nothing) before it is shut down; 0: never.
+    timeout: int = DEFAULTS["kernel_culler"]["timeout"]
+    cull_every: int = DEFAULTS["kernel_culler"]["cull_every"]
+    # Also a kernel a browser tab is still connected to (the usual case of a forgotten notebook).
+    cull_connected: bool = DEFAULTS["kernel_culler"]["cull_connected"]
 
 
 @dataclass(frozen=True)
@@ -194,6 +220,31 @@ class HttpsSettings:
 
 
 @dataclass(frozen=True)
+class BrandingSettings:
+    """How the hub's pages name the platform (templates/login.html, page.html)."""
+
+    title: str = DEFAULTS["branding"]["title"]
+    # An image file (PNG, SVG, ...) served as JupyterHub's logo; None: JupyterHub's own.
+    logo: Path | None = None
+
+
+@dataclass(frozen=True)
+class MailSettings:
+    """The SMTP server instructors' invitations go out through (grader/hub/auth/onboarding.py)."""
+
+    smtp_host: str = DEFAULTS["mail"]["smtp_host"]
+    smtp_port: int = DEFAULTS["mail"]["smtp_port"]
+    security: str = DEFAULTS["mail"]["security"]
+    username: str = DEFAULTS["mail"]["username"]
+    password: str = field(default=DEFAULTS["mail"]["password"], repr=False)
+    sender: str = DEFAULTS["mail"]["from"]
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.smtp_host)
+
+
+@dataclass(frozen=True)
 class HubSettings:
     data_dir: Path = Path(DEFAULTS["data_dir"])
     # None: no lessons or assignments (only possible without courses; see settings_from_config).
@@ -207,6 +258,7 @@ class HubSettings:
     admins: tuple[str, ...] = ()
     cohort_admins: tuple[str, ...] = ()
     idle_culler: IdleCullerSettings = IdleCullerSettings()
+    kernel_culler: KernelCullerSettings = KernelCullerSettings()
     groups: tuple[tuple[str, tuple[str, ...]], ...] = ()
     profiles: tuple[Profile, ...] = ()
     # GPU ids handed out to servers (CUDA_VISIBLE_DEVICES); None: detected at hub start.
@@ -216,6 +268,10 @@ class HubSettings:
     lockout_seconds: int = DEFAULTS["accounts"]["lockout_seconds"]
     signup: str = DEFAULTS["accounts"]["signup"]
     invitation_hours: float = DEFAULTS["accounts"]["invitation_hours"]
+    reset_hours: float = DEFAULTS["accounts"]["reset_hours"]
+    requests_per_address: int = DEFAULTS["accounts"]["requests_per_address"]
+    requests_per_name: int = DEFAULTS["accounts"]["requests_per_name"]
+    request_window_seconds: float = DEFAULTS["accounts"]["request_window_seconds"]
     auth: AuthSettings = AuthSettings()
     # None: every course shares <data_dir>/exchange, each in its own <course_id>/ subtree (nbgrader's layout).
     exchange_dir: Path | None = None
@@ -225,6 +281,10 @@ class HubSettings:
     exchange: ExchangeSettings = ExchangeSettings()
     spawner: SpawnerSettings = SpawnerSettings()
     https: HttpsSettings = HttpsSettings()
+    branding: BrandingSettings = BrandingSettings()
+    mail: MailSettings = MailSettings()
+    # Relative to the user's home; "": none (grader/hub/spawn/homes.py, first_start_url).
+    start_here: str = DEFAULTS["start_here"]
 
     @property
     def db_url(self) -> str:
@@ -407,6 +467,7 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
         admins=tuple(config.get("admins", ())),
         cohort_admins=tuple(config.get("cohort_admins", ())),
         idle_culler=IdleCullerSettings(**config["idle_culler"]),
+        kernel_culler=KernelCullerSettings(**config["kernel_culler"]),
         groups=tuple((name, tuple(users)) for name, users in config["groups"].items()),
         profiles=tuple(
             Profile(slug=slug, **{key: tuple(value) if key == "groups" else value for key, value in entry.items()})
@@ -417,6 +478,10 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
         lockout_seconds=config["accounts"]["lockout_seconds"],
         signup=config["accounts"]["signup"],
         invitation_hours=config["accounts"]["invitation_hours"],
+        reset_hours=config["accounts"]["reset_hours"],
+        requests_per_address=config["accounts"]["requests_per_address"],
+        requests_per_name=config["accounts"]["requests_per_name"],
+        request_window_seconds=config["accounts"]["request_window_seconds"],
         auth=auth_settings_from_config(config["auth"], course_ids={c.course_id for c in courses},
                                        known_groups=known_groups),
         exchange_dir=Path(config["exchange_dir"]) if config.get("exchange_dir") else None,
@@ -425,7 +490,19 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
         exchange=ExchangeSettings(**config["exchange"]),
         spawner=spawner_settings_from_config(config["spawner"]),
         https=https_settings_from_config(config["https"], hub_ip=config["ip"], source=source),
+        branding=BrandingSettings(title=config["branding"]["title"],
+                                  logo=Path(config["branding"]["logo"]) if config["branding"]["logo"] else None),
+        mail=mail_settings_from_config(config["mail"], source=source),
+        start_here=config["start_here"],
     )
+
+
+def mail_settings_from_config(entry: Mapping[str, Any], *, source: str) -> MailSettings:
+    mail = MailSettings(smtp_host=entry["smtp_host"], smtp_port=entry["smtp_port"], security=entry["security"],
+                        username=entry["username"], password=entry["password"], sender=entry["from"])
+    if mail.enabled and not mail.sender:
+        raise ConfigError(f"{source}: mail.from: required with mail.smtp_host (the address invitations come from)")
+    return mail
 
 
 def spawner_settings_from_config(entry: Mapping[str, Any]) -> SpawnerSettings:

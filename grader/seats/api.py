@@ -21,7 +21,17 @@ from grader.seats.csv_import import CsvImportError, bulk_assign
 from grader.seats.handlers import SEATS_READ, SEATS_WRITE, SeatsBaseHandler, parse_id
 from grader.seats.learner_progress import learner_progress
 from grader.seats.models import Cohort, Organisation, Seat
-from grader.seats.store import NoSeatsLeft, NotFound, SeatsError, assign_seat, cohorts_of, revoke_seat, seats_left, seats_of
+from grader.seats.store import (
+    NoSeatsLeft,
+    NotFound,
+    SeatsError,
+    assign_seat,
+    cohorts_of,
+    record_lesson_run,
+    revoke_seat,
+    seats_left,
+    seats_of,
+)
 from grader.seats.usage_reports import cohort_usage, invoice_lines, write_invoice_csv, write_usage_csv
 
 log = logging.getLogger("grader.seats.service")
@@ -65,9 +75,9 @@ def parse_month(text: str | None) -> str:
 
 def usage_rows(context, session, cohort: Cohort) -> list:
     """The cohort's usage report rows, with each learner's progress in the cohort's course."""
-    progress = learner_progress(usernames=[s.username for s in seats_of(session, cohort_id=cohort.id) if s.username],
-                                course_id=cohort.course_id, course_dir=context.course_dirs.get(cohort.course_id),
-                                homes_dir=context.homes_dir)
+    progress = learner_progress(session, usernames=[s.username for s in seats_of(session, cohort_id=cohort.id)
+                                                    if s.username],
+                                course_id=cohort.course_id, course_dir=context.course_dirs.get(cohort.course_id))
     return cohort_usage(session, cohort_id=cohort.id, progress=progress)
 
 
@@ -246,6 +256,28 @@ class InvoiceHandler(ApiHandler):
             self.send_json([row_json(line) for line in lines])
 
 
+class LessonRunsHandler(ApiHandler):
+    """``POST /api/lesson-runs {"lesson": "<path under ~/courses>"}``: the caller ran that lesson.
+
+    Sent by each learner's own server (:mod:`grader.seats.lesson_reports`) with its hub token, which
+    may call this service (``access:services!service=seats``, the ``seats-learner`` role); it can
+    only ever report its own user's lessons. No custom scope is needed: it reads nothing."""
+
+    def post(self):
+        user = self.user_or_fail()
+        body = self.json_body()
+        unknown = set(body) - {"lesson"}
+        if unknown or "lesson" not in body:
+            raise web.HTTPError(400, "give exactly one field, lesson: the notebook's path under ~/courses")
+        with self.context.sessions() as session:
+            try:
+                run = record_lesson_run(session, username=user["name"], lesson=body["lesson"])
+            except SeatsError as error:
+                raise store_error(error) from error
+        self.send_json({"username": run.username, "lesson": run.lesson, "first_run_at": _iso(run.first_run_at),
+                        "last_run_at": _iso(run.last_run_at)})
+
+
 def row_json(row) -> dict:
     """A report row (a dataclass) as JSON: dates as ISO text, floats rounded for people."""
     out = {}
@@ -271,4 +303,5 @@ def api_routes(prefix: str, context) -> list:
         (api + f"cohorts/{ident}/seats/import", CohortImportHandler, {"context": context}),
         (api + f"cohorts/{ident}/usage(\\.csv)?", CohortUsageHandler, {"context": context}),
         (api + f"seats/{ident}/revoke", SeatRevokeHandler, {"context": context}),
+        (api + "lesson-runs", LessonRunsHandler, {"context": context}),
     ]

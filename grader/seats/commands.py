@@ -2,16 +2,21 @@
 
 The parser lives in :mod:`grader.cli.seats_parser` (building it imports nothing heavy); it names
 the operation in ``args.seats_command`` and :func:`run` carries it out. Every operation opens the
-database named by ``--db`` (default: ``$GRADER_SEATS_DB``, else ``seats.sqlite`` in the current
-directory), migrating it if needed. A refused operation (no seats left, a bad CSV row, an unknown
-cohort) prints ``grader seats: <why>`` and exits with 2; nothing is half-applied.
+hub's seats database: the one named by ``--db``, else by ``$GRADER_SEATS_DB``, else by the hub's
+settings (``args.hub_seats_db``, given by the parser), migrating it if needed. A database that does
+not exist is an error naming it (``init`` creates it), never a new empty file wherever the command
+ran. A refused operation (no seats left, a bad CSV row, an unknown cohort) prints
+``grader seats: <why>`` and exits with 2; nothing is half-applied.
+
+The clock is read once per command (``args.now``): a command that runs across midnight UTC gives
+all its seats, and reports all its usage, as of the same moment.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from datetime import date
 from typing import Callable
 
 from sqlalchemy.engine import make_url
@@ -20,8 +25,8 @@ from sqlalchemy.orm import Session
 
 from grader.seats import store, usage_reports
 from grader.seats.csv_import import bulk_assign
-from grader.seats.db import close_seats_db, default_url, open_seats_db
-from grader.seats.defaults import DEFAULT_PROFILES
+from grader.seats.db import NoSeatsDatabase, close_seats_db, environment_url, open_seats_db
+from grader.seats.defaults import DEFAULT_PROFILES, URL_ENV
 
 
 def _table(headers: list[str], rows: list[list[object]]) -> str:
@@ -37,17 +42,41 @@ def _printable_url(url: str) -> str:
         return url
 
 
+def database_url(args: argparse.Namespace, environ=os.environ) -> tuple[str, str]:
+    """The seats database this command opens, and where that came from (named in errors)."""
+    if args.db:
+        return args.db, "--db"
+    if environment_url(environ):
+        return environment_url(environ), f"${URL_ENV}"
+    return args.hub_seats_db()
+
+
 def _with_db(command: Callable[[Session, argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     """Open the database, run ``command`` in a session, report SeatsError."""
 
     def handler(args: argparse.Namespace) -> int:
-        url = args.db or default_url()
         try:
-            factory = open_seats_db(url)
+            url, source = database_url(args)
+        except NoSeatsDatabase as error:  # the hub's settings: a missing or bad YAML, named
+            print(f"grader seats: {error}; or name the database with --db", file=sys.stderr)
+            return 2
+        create = args.seats_command == "init"
+        try:
+            factory = open_seats_db(url, create=create)
+        except NoSeatsDatabase as error:
+            print(f"grader seats: {error} (from {source}); the hub creates it when it starts with seats.enabled, "
+                  "or run 'grader-admin seats init'; or name another with --db", file=sys.stderr)
+            return 2
         except (SQLAlchemyError, ValueError, OSError) as error:
             reason = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
-            print(f"grader seats: cannot open the seats database {_printable_url(url)}: {reason}", file=sys.stderr)
+            print(f"grader seats: cannot open the seats database {_printable_url(url)} (from {source}): {reason}",
+                  file=sys.stderr)
             return 2
+        if create:
+            print(f"seats database ready: {_printable_url(url)} (from {source})")
+            close_seats_db(factory)
+            return 0
+        args.now = store.moment(None)
         try:
             with factory() as session:
                 return command(session, args)
@@ -103,14 +132,14 @@ def _cohort_list(session: Session, args: argparse.Namespace) -> int:
 
 
 def _assign(session: Session, args: argparse.Namespace) -> int:
-    seat = store.assign_seat(session, cohort_id=args.cohort, username=args.user, email=args.email)
+    seat = store.assign_seat(session, cohort_id=args.cohort, username=args.user, email=args.email, now=args.now)
     left = store.seats_left(session, cohort_id=args.cohort)
     print(f"seat {seat.id}: {seat.username or seat.email} {seat.state} in cohort {seat.cohort.name} ({left} left)")
     return 0
 
 
 def _revoke(session: Session, args: argparse.Namespace) -> int:
-    seat = store.revoke_seat(session, seat_id=args.seat)
+    seat = store.revoke_seat(session, seat_id=args.seat, now=args.now)
     left = store.seats_left(session, cohort_id=seat.cohort_id)
     print(f"revoked seat {seat.id} ({seat.username or seat.email}) in cohort {seat.cohort.name} ({left} left)")
     return 0
@@ -121,7 +150,7 @@ def _import(session: Session, args: argparse.Namespace) -> int:
         text = args.file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise store.SeatsError(f"{args.file}: cannot read it: {error}") from None
-    seats = bulk_assign(session, cohort_id=args.cohort, csv_text=text, source=str(args.file))
+    seats = bulk_assign(session, cohort_id=args.cohort, csv_text=text, source=str(args.file), now=args.now)
     left = store.seats_left(session, cohort_id=args.cohort)
     invited = sum(seat.state == "invited" for seat in seats)
     print(f"assigned {len(seats)} seat(s) from {args.file} ({invited} invitation(s)); {left} left")
@@ -147,7 +176,8 @@ def _write_csv(target: str, write) -> None:
 
 
 def _usage(session: Session, args: argparse.Namespace) -> int:
-    rows = usage_reports.cohort_usage(session, cohort_id=args.cohort)
+    rows = usage_reports.cohort_usage(session, cohort_id=args.cohort, progress=usage_reports.recorded_progress(
+        session, cohort_id=args.cohort), now=args.now)
     if args.csv is not None:
         _write_csv(args.csv, lambda file: usage_reports.write_usage_csv(rows, file))
         return 0
@@ -161,7 +191,7 @@ def _usage(session: Session, args: argparse.Namespace) -> int:
 
 def _invoice(session: Session, args: argparse.Namespace) -> int:
     organisation = store.find_organisation(session, name=args.organisation)
-    lines = usage_reports.invoice_lines(session, organisation_id=organisation.id, month=args.month)
+    lines = usage_reports.invoice_lines(session, organisation_id=organisation.id, month=args.month, now=args.now)
     if args.csv is not None:
         _write_csv(args.csv, lambda file: usage_reports.write_invoice_csv(lines, file))
         return 0
@@ -172,7 +202,7 @@ def _invoice(session: Session, args: argparse.Namespace) -> int:
 
 
 def _access(session: Session, args: argparse.Namespace) -> int:
-    access = store.access_for(session, username=args.username, today=args.on or date.today())
+    access = store.access_for(session, username=args.username, today=args.on or args.now.date())
     if access.allowed:
         print(f"{args.username}: allowed, profiles {', '.join(sorted(access.profiles))}, "
               f"cohorts {', '.join(map(str, access.cohort_ids))}")
@@ -183,6 +213,7 @@ def _access(session: Session, args: argparse.Namespace) -> int:
 
 # The operations by the name the parser gives them in ``args.seats_command``.
 COMMANDS: dict[str, Callable[[Session, argparse.Namespace], int]] = {
+    "init": lambda session, args: 0,  # opening it (creating, migrating) is all
     "org add": _org_add,
     "org admin": _org_admin,
     "org list": _org_list,

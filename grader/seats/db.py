@@ -1,6 +1,6 @@
 """Open the seats database: an engine with sane settings, brought to the newest migration.
 
-SQLite (a file, by default ``seats.sqlite`` in the current directory) for one machine;
+SQLite (a file, by default ``seats.sqlite`` in the hub's data folder) for one machine;
 PostgreSQL when a ``postgresql://`` URL is configured. The schema is owned by the Alembic
 revisions in ``grader/seats/migrations`` and applied by :func:`open_seats_db`, so a hub, a CLI
 call and a test all open the database the same way. To write a new revision after changing
@@ -21,11 +21,11 @@ from typing import Mapping
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import sessionmaker
 
-from grader.seats.defaults import DEFAULT_URL_NAME, URL_ENV
+from grader.seats.defaults import URL_ENV
 
 # Our own version table: the seats tables may share a PostgreSQL database with the hub's or
 # nbgrader's, and nbgrader's gradebook already has an ``alembic_version``.
@@ -37,11 +37,15 @@ _MIGRATION_LOCK_KEY = 0x5EA75
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def default_url(*, environ: Mapping[str, str] = os.environ, cwd: Path | None = None) -> str:
-    """``$GRADER_SEATS_DB``, or a SQLite file ``seats.sqlite`` in the current directory."""
-    if environ.get(URL_ENV):
-        return environ[URL_ENV]
-    return f"sqlite:///{(cwd or Path.cwd()) / DEFAULT_URL_NAME}"
+class NoSeatsDatabase(Exception):
+    """The URL names no seats database: a SQLite file that does not exist, or a database without
+    the seats tables. Opened with ``create=False`` (the command line), so a wrong URL or folder is
+    an error naming it, never a new empty database."""
+
+
+def environment_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """``$GRADER_SEATS_DB``: how the hub hands its seats service the database (None when unset)."""
+    return environ.get(URL_ENV) or None
 
 
 def _sqlite_settings(engine: Engine) -> None:
@@ -67,13 +71,16 @@ def _sqlite_settings(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for ``url`` with the settings the seats code relies on (not migrated)."""
+def make_engine(url: str, *, create: bool = True) -> Engine:
+    """An engine for ``url`` with the settings the seats code relies on (not migrated). Without
+    ``create`` a SQLite file that does not exist is :class:`NoSeatsDatabase`, not made."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database in (None, "", ":memory:"):
             # Each pooled connection would get its own empty in-memory database.
             raise ValueError(f"{url}: the seats database must be a file (sqlite:///path/to/seats.sqlite)")
+        if not create and not Path(parsed.database).is_file():
+            raise NoSeatsDatabase(f"no seats database at {Path(parsed.database).resolve()}")
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         _sqlite_settings(engine)
@@ -114,15 +121,19 @@ def downgrade(engine: Engine, *, revision: str) -> None:
             command.downgrade(alembic_config(connection=connection), revision)
 
 
-def open_seats_db(url: str) -> sessionmaker:
+def open_seats_db(url: str, *, create: bool = True) -> sessionmaker:
     """Open (creating or migrating as needed) the seats database at ``url``; a session factory.
 
+    Without ``create`` only an existing seats database is opened (and migrated if older):
+    a missing SQLite file, or a database without the seats tables, raises :class:`NoSeatsDatabase`.
     Sessions keep their objects readable after commit (``expire_on_commit=False``), so a seat
     returned by :mod:`grader.seats.store` can be shown after its transaction ended. The engine
     is ``factory.kw["bind"]``; :func:`close_seats_db` disposes of it.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, create=create)
     try:
+        if not create and not inspect(engine).has_table(VERSION_TABLE):
+            raise NoSeatsDatabase(f"{make_url(url).render_as_string(hide_password=True)} holds no seats tables")
         upgrade(engine)
     except BaseException:
         engine.dispose()

@@ -3,6 +3,6 @@
 Standard library only: ``grader-admin seats --help`` imports this, not SQLAlchemy or Alembic.
 """
 
-DEFAULT_URL_NAME = "seats.sqlite"  # in the current directory, when no URL is given
+DEFAULT_URL_NAME = "seats.sqlite"  # in the hub's data_dir, when its settings name no URL
 URL_ENV = "GRADER_SEATS_DB"  # environment variable naming the seats database URL
 DEFAULT_PROFILES = ["cpu"]  # server profiles a cohort includes when none is named

@@ -40,7 +40,6 @@ class ServiceContext:
     prefix: str = "/services/seats/"
     # The hub's own pages (home, logout), for the header's links.
     hub_prefix: str = "/hub/"
-    homes_dir: Path | None = None
     # course id -> nbgrader course directory, for learners' scores in the reports.
     course_dirs: dict[str, Path] = field(default_factory=dict)
     today: Callable[[], date] = utc_today

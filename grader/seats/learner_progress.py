@@ -1,44 +1,30 @@
-"""How far a cohort's learners got, read from where the hub keeps it (best effort).
+"""How far a cohort's learners got (best effort).
 
 - **Assignment scores** come from the course's nbgrader gradebook (the ``db_url`` of its
   ``nbgrader_config.py``, so a PostgreSQL gradebook works too): each submission's score minus its
   late penalty, by assignment id, for learners the gradebook knows.
-- **Lessons run** are the lesson notebooks in the learner's ``~/courses`` that have at least one
-  executed code cell saved (the hub copies the lessons there at spawn, see
-  :mod:`grader.hub.spawn.homes`). A lesson run but never saved does not count: the server, not the hub,
-  knows about it.
+- **Lessons run** come from the seats database: each learner's own server reports a lesson the
+  first time it saves it with an executed code cell (:mod:`grader.seats.lesson_reports`), so the
+  count is the same on one machine and on Kubernetes, where the homes are not on the hub's disk.
+  A lesson run but never saved does not count.
 
-Anything missing (no course directory, no gradebook yet, an unreadable notebook) counts as no
-progress rather than failing the report: the report is about seats and usage first.
+Anything missing (no course directory, no gradebook yet) counts as no progress rather than
+failing the report: the report is about seats and usage first.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Iterable
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
+from grader.seats.store import lessons_run_by
 from grader.seats.usage_reports import LearnerProgress
 
 log = logging.getLogger(__name__)
-
-
-def lessons_run(home: Path) -> int:
-    """Lesson notebooks under ``home/courses`` with an executed code cell saved in them."""
-    count = 0
-    for notebook in sorted((home / "courses").rglob("*.ipynb")):
-        if ".ipynb_checkpoints" in notebook.parts:
-            continue
-        try:
-            cells = json.loads(notebook.read_text(encoding="utf-8")).get("cells", [])
-        except (OSError, ValueError, AttributeError):
-            continue
-        if any(isinstance(c, dict) and c.get("cell_type") == "code" and c.get("execution_count") for c in cells):
-            count += 1
-    return count
 
 
 def _gradebook_url(course_dir: Path) -> str | None:
@@ -83,16 +69,10 @@ def assignment_scores(*, course_id: str, course_dir: Path, usernames: Iterable[s
     return scores
 
 
-def learner_progress(*, usernames: Iterable[str], course_id: str, course_dir: Path | None,
-                     homes_dir: Path | None) -> dict[str, LearnerProgress]:
-    """Each learner's lessons run and assignment scores in one course."""
+def learner_progress(session: Session, *, usernames: Iterable[str], course_id: str,
+                     course_dir: Path | None) -> dict[str, LearnerProgress]:
+    """Each learner's lessons run (the seats database behind ``session``) and assignment scores in one course."""
     usernames = list(dict.fromkeys(usernames))
     scores = assignment_scores(course_id=course_id, course_dir=course_dir, usernames=usernames) if course_dir else {}
-    return {name: LearnerProgress(lessons_run=lessons_run(homes_dir / name) if homes_dir and _plain(name) else 0,
-                                  scores=scores.get(name, {}))
-            for name in usernames}
-
-
-def _plain(username: str) -> bool:
-    # A seat's user name is typed by a cohort admin: it must name a home, never a path out of them.
-    return bool(username) and "/" not in username and "\\" not in username and not username.startswith(".")
+    lessons = lessons_run_by(session, usernames=usernames)
+    return {name: LearnerProgress(lessons_run=lessons[name], scores=scores.get(name, {})) for name in usernames}

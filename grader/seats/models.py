@@ -45,6 +45,11 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def utc_today() -> date:
+    """The calendar day cohorts are opened and closed by: UTC, as the usage records are."""
+    return utcnow().date()
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -140,3 +145,16 @@ class UsageRecord(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # None while the server is running.
     stopped_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class LessonRun(Base):
+    """A lesson a user ran: reported by their own server (see :mod:`grader.seats.lesson_reports`)
+    the first time it saved the lesson with an executed code cell; ``last_run_at`` is the latest report."""
+
+    __tablename__ = "lesson_runs"
+
+    username: Mapped[str] = mapped_column(String(255), primary_key=True)
+    # The notebook's path under the learner's ~/courses, e.g. "01_python/01_basics.ipynb".
+    lesson: Mapped[str] = mapped_column(String(500), primary_key=True)
+    first_run_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_run_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -4,12 +4,12 @@ The hub starts it (:func:`grader.hub.services.seats.seats_service`) with Jupyter
 environment (``JUPYTERHUB_SERVICE_URL``, ``_SERVICE_PREFIX``, ``_API_URL``, ``_API_TOKEN``, the
 OAuth client) plus ``GRADER_SEATS_DB``, and these options::
 
-    python -m grader.seats.service --homes-dir DIR --course ID=COURSE_DIR ... --staff NAME ...
+    python -m grader.seats.service --course ID=COURSE_DIR ... --staff NAME ...
         --sweep-every SECONDS --staff-bypass yes|no [--contact TEXT] [--ip ADDRESS]
 
-It serves the pages (:mod:`grader.seats.pages`) and the REST API (:mod:`grader.seats.api`), and
-every ``--sweep-every`` seconds stops the servers of users whose access ended
-(:mod:`grader.seats.sweep`).
+It serves the pages (:mod:`grader.seats.pages`) and the REST API (:mod:`grader.seats.api`, which also
+takes the lessons learners' servers report, :mod:`grader.seats.lesson_reports`), and every
+``--sweep-every`` seconds stops the servers of users whose access ended (:mod:`grader.seats.sweep`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from grader.seats.api import api_routes
-from grader.seats.db import close_seats_db, default_url, open_seats_db
+from grader.seats.db import close_seats_db, environment_url, open_seats_db
+from grader.seats.defaults import URL_ENV
 from grader.seats.enforcement import SeatEnforcement
 from grader.seats.handlers import ServiceContext
 from grader.seats.pages import page_routes
@@ -67,7 +68,6 @@ def _course(text: str) -> tuple[str, Path]:
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m grader.seats.service", description=__doc__.splitlines()[0])
-    parser.add_argument("--homes-dir", type=Path, default=None, help="users' homes (lessons run)")
     parser.add_argument("--course", type=_course, action="append", default=[], help="ID=COURSE_DIR (scores)")
     parser.add_argument("--staff", action="append", default=[], help="an account that needs no seat")
     parser.add_argument("--staff-bypass", choices=["yes", "no"], default="yes")
@@ -79,10 +79,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 async def serve(args: argparse.Namespace, environ=os.environ) -> None:
-    sessions = open_seats_db(default_url(environ=environ))
+    url = environment_url(environ)
+    if url is None:
+        raise SystemExit(f"{URL_ENV} is not set: the hub gives its seats service the database's URL there")
+    sessions = open_seats_db(url)
     context = ServiceContext(sessions=sessions, prefix=environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/seats/"),
                              hub_prefix=url_path_join(environ.get("JUPYTERHUB_BASE_URL", "/"), "hub/"),
-                             homes_dir=args.homes_dir, course_dirs=dict(args.course))
+                             course_dirs=dict(args.course))
     service_url = urlparse(environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8020"))
     make_app(context).listen(service_url.port, args.ip or service_url.hostname)
     log.info("seats service at %s%s", environ.get("JUPYTERHUB_SERVICE_URL"), context.prefix)

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from grader.seats.db import WRITE_OPTION
-from grader.seats.models import Cohort, OrgAdmin, Organisation, Seat, UsageRecord, utcnow
+from grader.seats.models import Cohort, LessonRun, OrgAdmin, Organisation, Seat, UsageRecord, utcnow
 
 # Deliberately loose: enough to catch a name or a typo in a column, not RFC 5322.
 _EMAIL = re.compile(r"^[^@\s,;]+@[^@\s,;]+\.[^@\s,;]+$")
@@ -359,3 +359,57 @@ def record_server_stop(session: Session, *, username: str, now: datetime | None 
         for record in records:
             record.stopped_at = max(now, record.started_at)
     return records[-1] if records else None
+
+
+# --- lessons run (reported by learners' servers, grader.seats.lesson_reports) ---
+
+MAX_LESSON_PATH = 500
+
+
+def normalise_lesson(path: object) -> str:
+    """A lesson as stored: a notebook's relative path under ``~/courses`` in ``/`` form; SeatsError
+    when it is not one (absolute, leaving the folder, not a notebook, a checkpoint, too long)."""
+    if not isinstance(path, str):
+        raise SeatsError("lesson must be a string: the notebook's path under ~/courses")
+    parts = [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
+    lesson = "/".join(parts)
+    if (not parts or path.startswith(("/", "\\")) or ".." in parts or ".ipynb_checkpoints" in parts
+            or not lesson.endswith(".ipynb") or len(lesson) > MAX_LESSON_PATH
+            or any(ord(ch) < 32 for ch in lesson)):
+        raise SeatsError(f"lesson {path[:100]!r}: expected a notebook's path under ~/courses, "
+                         "e.g. 01_python/01_basics.ipynb")
+    return lesson
+
+
+def record_lesson_run(session: Session, *, username: str, lesson: str, now: datetime | None = None) -> LessonRun:
+    """Note that ``username`` ran ``lesson`` (again): its first and latest run."""
+    now = moment(now)
+    lesson = normalise_lesson(lesson)
+    for attempt in (1, 2):
+        try:
+            with write_transaction(session):
+                run = session.get(LessonRun, (username, lesson), with_for_update=True)
+                if run is None:
+                    run = LessonRun(username=username, lesson=lesson, first_run_at=now, last_run_at=now)
+                    session.add(run)
+                else:
+                    run.last_run_at = max(now, run.last_run_at)
+                session.flush()
+            return run
+        except IntegrityError:
+            # Two first reports at once (PostgreSQL): the other one inserted it; update that row.
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def lessons_run_by(session: Session, *, usernames: Sequence[str]) -> dict[str, int]:
+    """How many lessons each of ``usernames`` ran (0 for none)."""
+    names = list(dict.fromkeys(usernames))
+    counts = dict.fromkeys(names, 0)
+    for start in range(0, len(names), 500):  # keep IN lists short
+        chunk = names[start:start + 500]
+        for username, count in session.execute(select(LessonRun.username, func.count()).where(
+                LessonRun.username.in_(chunk)).group_by(LessonRun.username)):
+            counts[username] = count
+    return counts

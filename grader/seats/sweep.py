@@ -76,11 +76,11 @@ async def sweep_once(*, enforcement: SeatEnforcement, hub: HubApi,
         if not servers:
             continue
         running.add(name)
-        if enforcement.is_staff(username=name, admin=bool(user.get("admin")), groups=user.get("groups") or ()):
+        decision = await enforcement.run(enforcement.decide, username=name, admin=bool(user.get("admin")),
+                                         groups=tuple(user.get("groups") or ()))
+        if decision.allowed:
             continue
-        access = enforcement.access(name)
-        if access.allowed:
-            continue
+        access = decision.access
         for server_name in servers:
             log.info("seats: stopping %s's server %r: %s", name, server_name, access.reason)
             await hub.stop_server(name, server_name)

@@ -1,9 +1,10 @@
 """What a cohort used and what an organisation owes: usage rows per learner, invoice lines per month.
 
 Server hours come from the usage records billed to the cohort (a running server counts up to
-``now``); GPU hours are GPUs times hours. Lessons run and assignment scores are not in the seats
-database: the caller passes them in as :class:`LearnerProgress` (the hub reads them from the
-courses' nbgrader gradebooks). Both reports can be written as CSV.
+``now``); GPU hours are GPUs times hours. Lessons run are in the seats database too, as learners'
+servers report them (:mod:`grader.seats.lesson_reports`, :func:`recorded_progress`); assignment
+scores are not: the caller passes them in as :class:`LearnerProgress` (the seats service reads them
+from the courses' nbgrader gradebooks). Both reports can be written as CSV.
 """
 
 from __future__ import annotations
@@ -103,6 +104,13 @@ def cohort_usage(session: Session, *, cohort_id: int, progress: Mapping[str, Lea
                              server_hours=server.get(seat.username, 0.0), gpu_hours=gpu.get(seat.username, 0.0),
                              lessons_run=learner.lessons_run, scores=dict(learner.scores)))
     return rows
+
+
+def recorded_progress(session: Session, *, cohort_id: int) -> dict[str, LearnerProgress]:
+    """The lessons run by the cohort's learners, from the seats database (no scores)."""
+    usernames = [seat.username for seat in store.seats_of(session, cohort_id=cohort_id) if seat.username]
+    return {name: LearnerProgress(lessons_run=count)
+            for name, count in store.lessons_run_by(session, usernames=usernames).items()}
 
 
 def summarise(rows: Iterable[UsageRow]) -> UsageSummary:

@@ -14,7 +14,7 @@
 set -euo pipefail
 
 CHART_REPO=https://hub.jupyter.org/helm-chart/
-CHART_VERSION=4.2.0
+CHART_VERSION=4.4.0
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 values_files() {

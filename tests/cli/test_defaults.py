@@ -61,12 +61,13 @@ def test_autograde_help_states_the_executors_limits():
 
 
 def test_seats_database_default_in_help_is_the_one_opened(tmp_path):
-    from grader.seats.db import default_url
+    from grader.hub.settings import HubSettings
+    from grader.seats.db import environment_url
 
     db_help = _options("grader-admin", "seats")["db"].help
-    assert default_url(environ={}, cwd=tmp_path) == f"sqlite:///{tmp_path}/seats.sqlite"
-    assert "else ./seats.sqlite)" in db_help
-    assert default_url(environ={"GRADER_SEATS_DB": "sqlite://"}) == "sqlite://"
+    assert HubSettings(data_dir=tmp_path).seats_db_url == f"sqlite:///{tmp_path}/seats.sqlite"
+    assert "else the hub's settings: seats.db_url, else <data_dir>/seats.sqlite)" in db_help
+    assert environment_url({"GRADER_SEATS_DB": "sqlite://"}) == "sqlite://" and environment_url({}) is None
     assert "(default: $GRADER_SEATS_DB," in db_help
 
 

@@ -40,6 +40,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 
 from grader.grading.autograde import autograde_assignment
@@ -184,17 +185,17 @@ class Listeners:
 
 # ----------------------------------------------------------------------------- host snapshots
 
-def _environ(pid: int) -> bytes:
+def _environ(pid: int) -> dict[str, str]:
     try:
-        return Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return b""
+        return psutil.Process(pid).environ()
+    except psutil.Error:
+        return {}
 
 
 def _parent(pid: int) -> int:
     try:
-        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
+        return psutil.Process(pid).ppid()
+    except psutil.Error:
         return 0
 
 
@@ -206,13 +207,13 @@ class Mine:
 
     def __init__(self, private_tmp: str, tag: str):
         self.tag = tag  # GRADER_TEST_TAG: the executor lets it through to the submissions' processes
-        self.needles = [private_tmp.encode(), f"GRADER_TEST_TAG={tag}".encode()]
+        self.private_tmp = private_tmp
         self.me = os.getpid()
-        self.existing = {int(entry) for entry in os.listdir("/proc") if entry.isdigit()}
+        self.existing = set(psutil.pids())
 
     def __call__(self, pid: int) -> bool:
         environ = _environ(pid)
-        if any(needle in environ for needle in self.needles):
+        if environ.get("GRADER_TEST_TAG") == self.tag or any(self.private_tmp in value for value in environ.values()):
             return True
         seen = 0
         while pid > 1 and seen < 64:
@@ -235,15 +236,11 @@ class ForeignGraders:
 
     def _watch(self) -> None:
         while True:
-            for entry in os.listdir("/proc"):
-                if not entry.isdigit() or int(entry) in self.seen:
+            for process in psutil.process_iter(["cmdline"]):
+                if process.pid in self.seen:
                     continue
-                try:
-                    cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-                except OSError:
-                    continue
-                if b"grader.grading.executor.zygote" in cmdline and not self.mine(int(entry)):
-                    self.seen.add(int(entry))
+                if "grader.grading.executor.zygote" in " ".join(process.info["cmdline"] or ()) and not self.mine(process.pid):
+                    self.seen.add(process.pid)
             if self._stop.wait(0.5):
                 return
 
@@ -259,22 +256,22 @@ def _sandbox_uids() -> set[int]:
 
 def _process_uid(pid: int) -> int | None:
     try:
-        with open(f"/proc/{pid}/status") as status:
-            return int(next(line for line in status if line.startswith("Uid:")).split()[1])
-    except (OSError, StopIteration, ValueError):
+        return psutil.Process(pid).uids().real
+    except psutil.Error:
         return None
 
 
 def _comm(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
+        return psutil.Process(pid).name()
+    except psutil.Error:
         return "?"
 
 
 def _sandbox_processes() -> set[int]:
     uids = _sandbox_uids()
-    return {int(e) for e in os.listdir("/proc") if e.isdigit() and _process_uid(int(e)) in uids}
+    return {process.pid for process in psutil.process_iter(["uids"])
+            if process.info["uids"] is not None and process.info["uids"].real in uids}
 
 
 def _tmp_entries() -> dict[str, int]:
@@ -442,10 +439,10 @@ def _attacker_processes(mine: Mine, before: set[int]) -> list[int]:
     """Processes this batch started that still run (the grader's zygote is closed by now): ours by
     environment or ancestry, or new processes of a sandbox user that an attack named rt-*."""
     found = set()
-    for entry in os.listdir("/proc"):
+    for pid in psutil.pids():
         # Not what ran before the batch: another test of this worker may have left a child behind.
-        if entry.isdigit() and int(entry) != os.getpid() and int(entry) not in mine.existing and mine(int(entry)):
-            found.add(int(entry))
+        if pid != os.getpid() and pid not in mine.existing and mine(pid):
+            found.add(pid)
     for pid in _sandbox_processes() - before:
         if _comm(pid).startswith("rt-"):
             found.add(pid)

@@ -290,7 +290,11 @@ def test_the_student_server_runs_without_the_formgrader_extension():
     extensions = json.loads(server_config.read_text())["ServerApp"]["jpserver_extensions"]
     # Instructors' tools, and the language-server bridge no student uses (tests/hub/spawn/test_startup.py).
     assert extensions == {"nbgrader.server_extensions.formgrader": False, "nbgrader.server_extensions.course_list": False,
-                          "jupyter_lsp": False}
+                          "jupyter_lsp": False,
+                          # Reports lessons run to the seats service; idle without seats (grader/seats/lesson_reports.py).
+                          "grader.seats.lesson_reports": True,
+                          # /user/<name>/formgrader leads to the course's formgrader service (grader/hub/spawn/servers.py).
+                          "grader.hub.spawn.servers": True}
 
 
 def test_servers_read_the_platform_jupyter_config_first(tmp_path):
@@ -330,3 +334,36 @@ def test_idle_culling_is_set_in_the_yaml_and_can_be_turned_off(tmp_path):
     off = Config()
     apply_settings(off, load_settings(_env(tmp_path, config_file)))
     assert [s["name"] for s in off.JupyterHub.services] == ["nbgrader-exchange"] and not [r for r in off.JupyterHub.load_roles if r["name"] == "idle-culler"]
+
+
+def test_users_servers_cull_their_idle_kernels_as_the_yaml_says(tmp_path):
+    c, _ = _applied(tmp_path)
+    assert c.Spawner.args == ["--MappingKernelManager.cull_idle_timeout=1800", "--MappingKernelManager.cull_interval=60",
+                              "--MappingKernelManager.cull_connected=True", "--MappingKernelManager.cull_busy=False"]
+    config_file = _write_yaml(tmp_path / "platform.yaml", {"kernel_culler": {"timeout": 0}})
+    c = Config()
+    apply_settings(c, load_settings(_env(tmp_path, config_file)))
+    assert c.Spawner.args == []  # 0: never
+    bad = _write_yaml(tmp_path / "bad.yaml", {"kernel_culler": {"cull_every": 0}})
+    with pytest.raises(ConfigError, match="kernel_culler.cull_every"):
+        load_settings(_env(tmp_path, bad))
+
+
+def test_the_hub_process_finds_alembic_and_hears_sigint(monkeypatch):
+    """JupyterHub's upgrade_db runs `alembic` from PATH; a hub started as a background job inherits
+    SIGINT ignored, and every service and server it starts would ignore the hub's stop signal."""
+    import signal
+
+    from grader.hub.lifecycle import prepare_process, ready_banner
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        prepare_process()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert os.environ["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)
+    banner = ready_banner("http://127.0.0.1:8000", {"instructor": "pw1"}, courses=["ai101"])
+    assert banner.rstrip().splitlines()[-1].startswith("=")
+    assert "user: instructor   password: pw1" in banner and "http://127.0.0.1:8000/services/ai101/formgrader" in banner

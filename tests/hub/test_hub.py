@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 import requests
 import websocket
+import yaml
 
 from grader.hub.spawn.profiles import detect_gpus
+from grader.resources import HUB_CONFIG_DIR
 from tests.support.hubfixture import (
+    PASSWORD_LINE,
     api_token,
     execute_cell,
     login,
@@ -160,6 +166,10 @@ def test_an_instructors_lab_keeps_the_nbgrader_tools_and_may_frame_the_formgrade
         assert lab.headers["Content-Security-Policy"] == "frame-ancestors 'self'"
         disabled = set(_page_config(lab.text)["disabledExtensions"])
         assert not {"@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list"} & disabled
+        # No "Jupyter news" pop-up, and the server fetches no news from the Internet (offline hubs).
+        assert "@jupyterlab/apputils-extension:announcements" in disabled
+        news = requests.get(f"{hub.url}/user/instructor/lab/api/news", headers={"Authorization": f"token {token}"})
+        assert news.status_code == 200 and news.json()["news"] == []
         # nbgrader's course list finds the course's formgrader service through the hub (nbgrader #1831).
         courses = requests.get(f"{hub.url}/user/instructor/formgraders", headers={"Authorization": f"token {token}"})
         assert courses.status_code == 200 and courses.json()["success"], courses.text
@@ -171,15 +181,45 @@ def test_an_instructors_lab_keeps_the_nbgrader_tools_and_may_frame_the_formgrade
 
 def test_the_spawn_form_offers_the_profiles_a_user_may_pick(hub):
     no_gpu = not detect_gpus().devices
-    student_form = login(hub, "student").get(f"{hub.url}/hub/spawn")
-    assert student_form.status_code == 200
-    assert 'value="cpu"' in student_form.text and 'value="gpu"' not in student_form.text
     # The instructor may use the GPU profile (hub_config/platform.yaml puts them in gpu-users).
     instructor_form = login(hub, "instructor").get(f"{hub.url}/hub/spawn")
-    assert "GPU: 1 GPU, 16 GB" in instructor_form.text
+    assert instructor_form.status_code == 200
     if no_gpu:
-        assert 'value="gpu" disabled' in instructor_form.text
-        assert "Not available: this machine has no GPU (nvidia-smi not found)" in instructor_form.text
+        # Nothing to choose on this machine: no "Server Options" page, the CPU server starts at once.
+        assert 'value="cpu"' not in instructor_form.text
+        assert "/hub/spawn-pending/instructor" in instructor_form.url
+        token = api_token(hub, login(hub, "instructor"), "instructor")
+        _wait_until_ready(hub, "instructor", token)  # what the GET started
+        stop_server(hub, "instructor", token)
+    else:
+        assert "GPU: 1 GPU, 16 GB" in instructor_form.text and 'value="cpu"' in instructor_form.text
+
+
+def test_a_user_with_one_profile_gets_no_form_and_their_server_starts(hub):
+    """A "Server Options" page with one choice, before every start, is only a click more."""
+    session = login(hub, "student")
+    token = api_token(hub, session, "student")
+    wait_until_stopped(hub, "student", token)
+    starts = hub.log().count("student/ starts with profile cpu")
+    response = session.get(f"{hub.url}/hub/spawn", allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/hub/spawn-pending/student")
+    try:
+        _wait_until_ready(hub, "student", token)
+        # The one profile, chosen and applied by the pre-spawn hook.
+        assert hub.log().count("student/ starts with profile cpu") == starts + 1
+    finally:
+        stop_server(hub, "student", token)
+
+
+def _wait_until_ready(hub, username: str, token: str, timeout: float = 180) -> None:
+    """Wait for a server started otherwise than through start_server (a GET of /hub/spawn)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        user = requests.get(f"{hub.url}/hub/api/users/{username}", headers={"Authorization": f"token {token}"}).json()
+        if (user.get("servers", {}).get("") or {}).get("ready"):
+            return
+        time.sleep(1)
+    pytest.fail(f"{username}'s server not ready after {timeout}s")
 
 
 def test_a_profile_a_user_may_not_pick_is_refused_through_the_api_too(hub):
@@ -228,3 +268,89 @@ def test_a_student_starts_a_server_from_the_form(hub):
         assert seen == repr([str(4 * 1024**3), "2.0", ""])
     finally:
         stop_server(hub, "student", token)
+
+
+# --- a hub as `make hub &` from a script starts it: first-start block, idle kernels, stopping ---------
+
+def _platform_yaml_with(tmp_path: Path, **overrides) -> Path:
+    settings = yaml.safe_load((HUB_CONFIG_DIR / "platform.yaml").read_text())
+    settings.update(overrides)
+    config_file = tmp_path / "platform.yaml"
+    config_file.write_text(yaml.safe_dump(settings))
+    return config_file
+
+
+@contextmanager
+def _sigint_ignored():
+    """What a non-interactive shell gives a background job (`make hub &`): SIGINT ignored, which
+    every process the hub starts inherits."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _kernel_ids(base: str, token: str) -> list[str]:
+    response = requests.get(f"{base}/api/kernels", headers={"Authorization": f"token {token}"})
+    response.raise_for_status()
+    return [kernel["id"] for kernel in response.json()]
+
+
+def test_a_hub_prints_its_accounts_last_culls_idle_kernels_and_stops_in_seconds(tmp_path):
+    config_file = _platform_yaml_with(tmp_path, kernel_culler={"timeout": 4, "cull_every": 1, "cull_connected": True})
+    # A health check every second: JupyterHub 6.1's check of a service being stopped raised an
+    # AttributeError (a traceback in the log) whenever one fell within the hub's cleanup.
+    extra_config = tmp_path / "jupyterhub_config.py"
+    extra_config.write_text(f"load_subconfig({str(HUB_CONFIG_DIR / 'jupyterhub_config.py')!r})\n"
+                            "c.JupyterHub.service_check_interval = 1\n")
+    with _sigint_ignored():
+        hub = start_hub(tmp_path / "hub-data", config_file=extra_config, extra_env={"AICOURSE_CONFIG": str(config_file)})
+    try:
+        # 1. The accounts made at first start, with the URL, after the hub says it runs.
+        deadline = time.monotonic() + 30
+        while "The course platform is running at" not in hub.log() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        log = hub.log()
+        banner = log[log.index("JupyterHub is now running"):]
+        assert f"The course platform is running at {hub.url}" in banner
+        assert dict(PASSWORD_LINE.findall(banner)) == hub.passwords and set(hub.passwords) == {"instructor", "student"}
+
+        # 2. A kernel that runs nothing is shut down by its server, a browser tab still open on it.
+        token = api_token(hub, login(hub, "student"), "student")
+        start_server(hub, "student", token)
+        base = f"{hub.url}/user/student"
+        kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        kernel_id = kernel.json()["id"]
+        ws = websocket.create_connection(f"{base.replace('http', 'ws', 1)}/api/kernels/{kernel_id}/channels",
+                                         header=[f"Authorization: token {token}"], timeout=60)
+        try:
+            assert execute_cell(ws, "21 * 2") == "42"
+            # Busy for longer than the timeout: a running kernel is never culled.
+            execute_cell(ws, "import time; time.sleep(6)")
+            assert kernel_id in _kernel_ids(base, token)
+            deadline = time.monotonic() + 60
+            while kernel_id in _kernel_ids(base, token) and time.monotonic() < deadline:
+                time.sleep(1)
+            assert kernel_id not in _kernel_ids(base, token), "the idle kernel was not culled"
+            assert f"Culling 'idle' kernel 'python3' ({kernel_id}) with 1 connections due to" in hub.log()
+        finally:
+            ws.close()
+        # A new kernel stays while it is used.
+        kernel = requests.post(f"{base}/api/kernels", headers={"Authorization": f"token {token}"}, json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+
+        # 3. SIGINT (Ctrl-C) with a server, a kernel and every service running: stopped in seconds.
+        started = time.monotonic()
+        hub.process.send_signal(signal.SIGINT)
+        hub.process.wait(60)
+        took = time.monotonic() - started
+        log = hub.log()
+        assert hub.process.returncode == 0
+        assert took < 20, f"the hub took {took:.0f} s to stop"
+        assert "Traceback" not in log and "AttributeError" not in log, log[log.index("Received SIGINT"):]
+        # The server stopped in order: its kernel shut down, not left to find its parent gone.
+        assert "Kernel shutdown" in log and "Parent appears to have exited" not in log
+    finally:
+        stop_hub(hub)

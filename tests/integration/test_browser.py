@@ -1,11 +1,21 @@
 """The course as people use it, in headless Chromium against a real hub.
 
-A student logs in through the form, opens a lesson in JupyterLab and runs a cell; fetches and
-submits a released assignment from nbgrader's Assignments panel; the instructor then finds the
-submission in the formgrader. Screenshots of each step go to .artifacts/screenshots/.
+A student logs in through the form, sees their course in nbgrader's Assignments panel before
+anything is released, opens a lesson in JupyterLab (not "modified") and runs a cell; fetches and
+submits a released assignment; the instructor collects it (no "cheating attempt" warning) and
+finds it in the formgrader, the student named. Then, in a Chromium that can reach nothing but
+this machine: the instructor opens the formgrader from Lab's Nbgrader menu, follows its links to
+the assignment's files, grades the autograded submission with its maths rendered by MathJax, and
+the student reads their feedback, maths rendered too. Screenshots of each step go to
+.artifacts/screenshots/.
 """
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -24,6 +34,11 @@ ASSIGNMENT = "a1_backprop"
 LESSON = "courses/01_backprop/01_forward_pass.ipynb"
 SERVER_START = 180  # seconds: a server start on a busy 2-core machine
 PAGE = 60
+# Every host name resolves to nothing: only the hub on 127.0.0.1 can be reached (no CDN).
+OFFLINE_FLAG = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
+CDN_PROBE = "https://cdnjs.cloudflare.com/ajax/libs/mathjax/2.7.7/latest.js"
+# MathJax 2's CommonHTML output (nbconvert's configuration: TeX-AMS_CHTML-full).
+MATHJAX_OUTPUT = ".mjx-chtml, .MathJax_CHTML"
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +46,17 @@ def hub(tmp_path_factory):
     running = start_hub(tmp_path_factory.mktemp("hub-data"))
     yield running
     stop_hub(running)
+
+
+@pytest.fixture
+def offline_browser(monkeypatch):
+    """A headless Chromium that resolves no host name: a CDN is out of reach, the hub is not."""
+    from tests.support import browser as support
+
+    monkeypatch.setattr(support, "CHROMIUM_FLAGS", [*support.CHROMIUM_FLAGS, OFFLINE_FLAG])
+    opened = support.Browser()
+    yield opened
+    opened.quit()
 
 
 # --- steps ------------------------------------------------------------------------------------
@@ -111,11 +137,23 @@ def test_a_student_logs_in_opens_a_lesson_and_runs_a_cell(hub, browser):
 
     _open_lab(browser, hub, "student", "1-student")
     browser.screenshot("1-student-lab")
+    # Nothing is released yet: nbgrader's Assignments panel names the course all the same (it
+    # lists the course ids of assignments; the exchange plugin names courses without any).
+    _menu(browser, "Nbgrader", "Assignment List")
+    _wait(browser).until(lambda d: d.find_element("css selector", "#course_list_default").text.strip() == COURSE)
+    browser.screenshot("1-student-assignment-list-before-release")
+    assert "No courses found" not in browser.driver.find_element("css selector", "body").text
+
     browser.driver.get(f"{hub.url}/user/student/lab/tree/{LESSON}")
     _visible(browser, ".jp-NotebookPanel .jp-CodeCell", SERVER_START)
     # The kernel is up when its status reads Idle.
     _wait(browser, SERVER_START).until(
         lambda d: any("Idle" in e.text for e in d.find_elements("css selector", ".jp-StatusBar-TextItem, #jp-main-statusbar")))
+    # The kernel has written its kernelspec and language_info into the notebook's metadata: the
+    # committed lesson has the same, so the lesson is not "modified" (tests/notebooks/test_notebook_metadata.py).
+    time.sleep(2)
+    tab = browser.driver.find_element("css selector", "#jp-main-dock-panel .lm-TabBar-tab.lm-mod-current")
+    assert "jp-mod-dirty" not in tab.get_attribute("class"), tab.get_attribute("class")
 
     # Select the first code cell (command mode) and run the first three: imports, sizes, the device print.
     first = browser.driver.find_elements("css selector", ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell")[0]
@@ -137,7 +175,7 @@ def test_a_student_logs_in_opens_a_lesson_and_runs_a_cell(hub, browser):
     assert prompts == ["[1]:", "[2]:", "[3]:"], prompts
 
 
-def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, monkeypatch):
+def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, monkeypatch, capfd):
     from grader.grading.collect import collect_submissions
     from grader.grading.release import release_assignment
 
@@ -165,6 +203,10 @@ def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, 
 
     # The instructor: collect, then the formgrader's submissions of the assignment.
     assert collect_submissions(course_dir=course_dir, assignment_id=ASSIGNMENT) == ["student"]
+    # nbgrader's file-exchange collect compares the owner of each submitted folder with the student;
+    # the HTTP exchange's collect writes what the service, which knows the caller, filed.
+    collect_output = "".join(capfd.readouterr())
+    assert "cheating attempt" not in collect_output and "cheating attempt" not in hub.log()
     browser.quit()  # a fresh browser: no cookie of the student's left
     browser.__init__()
     _log_in(browser, hub, "instructor", "3-instructor")
@@ -184,3 +226,117 @@ def test_a_student_fetches_and_submits_and_the_instructor_sees_it(hub, browser, 
     finally:
         browser.screenshot("3-instructor-formgrader-submissions")
     assert len(rows) == 1 and rows[0][3] == "needs autograding", rows
+
+    # The student has a name in the formgrader: their hub account's, not "None, None".
+    browser.driver.get(f"{hub.url}/services/{COURSE}/formgrader/manage_students")
+    _wait(browser, SERVER_START).until(lambda d: "student" in d.find_element("css selector", "table tbody").text)
+    browser.screenshot("3-instructor-formgrader-students")
+    names = [row.find_elements("css selector", "td")[0].text for row in
+             browser.driver.find_elements("css selector", "table tbody tr")]
+    assert names == ["student,"], names  # "last, first": the account's name, no first name known
+
+
+
+def _grader(hub, token, *args):
+    """The instructor's ``grader`` command, as the README shows it, with their hub token."""
+    env = dict(os.environ, GRADER_COURSE_DIR=str(hub.data_dir / "courses" / COURSE), GRADER_EXCHANGE_TOKEN=token)
+    result = subprocess.run([sys.executable, "-m", "grader.cli", *args], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"grader {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def _cdn_unreachable(browser) -> bool:
+    """Whether this page's fetch of the CDN fails (the offline browser's premise)."""
+    return browser.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        f"fetch('{CDN_PROBE}', {{mode: 'no-cors'}}).then(() => done(false), () => done(true));")
+
+
+def _maths_rendered(browser, timeout=PAGE) -> int:
+    """Wait for MathJax's output elements in the page; return how many there are."""
+    return _wait(browser, timeout).until(lambda d: len(d.find_elements("css selector", MATHJAX_OUTPUT)) or None)
+
+
+def test_offline_the_instructor_reaches_the_formgrader_from_lab_and_grades_with_maths(hub, offline_browser):
+    browser = offline_browser
+    _open_lab(browser, hub, "instructor", "4-instructor")
+    assert _cdn_unreachable(browser)
+
+    # Nbgrader > Formgrader: the course's formgrader service in Lab's frame, not a formgrader of
+    # the instructor's own server ("The course id has not been set").
+    _menu(browser, "Nbgrader", "Formgrader")
+    frame = _visible(browser, "#formgrader-iframe iframe, iframe#formgrader-iframe", SERVER_START)
+    browser.driver.switch_to.frame(frame)
+    try:
+        _wait(browser, SERVER_START).until(lambda d: ASSIGNMENT in d.find_element("css selector", "body").text)
+        browser.screenshot("4-instructor-lab-formgrader")
+        body = browser.driver.find_element("css selector", "body").text
+        url = browser.driver.execute_script("return window.location.pathname")
+    finally:
+        browser.driver.switch_to.default_content()
+    assert url.startswith(f"/services/{COURSE}/formgrader"), url
+    assert "course id has not been set" not in body.lower()
+
+    # Manage Assignments: the assignment's name and its Preview open the service's own pages.
+    browser.driver.get(f"{hub.url}/services/{COURSE}/formgrader/manage_assignments")
+    row = _wait(browser, SERVER_START).until(lambda d: next(
+        (r for r in d.find_elements("css selector", "table tbody tr") if r.text.startswith(ASSIGNMENT)), None))
+    links = {ASSIGNMENT: row.find_element("css selector", "td.name a").get_attribute("href"),
+             "Preview": row.find_element("css selector", "td.preview a").get_attribute("href")}
+    browser.screenshot("4-instructor-manage-assignments")
+    assert links[ASSIGNMENT].startswith(f"{hub.url}/services/{COURSE}/tree/"), links
+    assert links["Preview"].startswith(f"{hub.url}/services/{COURSE}/tree/"), links
+    for name in (ASSIGNMENT, "Preview"):
+        browser.driver.get(links[name])
+        _wait(browser, SERVER_START).until(lambda d: ".ipynb" in d.find_element("css selector", "body").text)
+        browser.screenshot(f"4-instructor-link-{name.lower()}")
+        assert "404" not in browser.driver.title
+
+    # Autograde, then grade by hand: the submission's maths rendered by MathJax from the service.
+    token = api_token(hub, login(hub, "instructor"), "instructor")
+    _grader(hub, token, "autograde", ASSIGNMENT, "--workers", "1")
+    browser.driver.get(f"{hub.url}/services/{COURSE}/formgrader/gradebook/{ASSIGNMENT}/{ASSIGNMENT}")
+    submission = _clickable(browser, "table tbody tr td a", SERVER_START)
+    browser.driver.get(submission.get_attribute("href"))
+    try:
+        assert _maths_rendered(browser, SERVER_START)
+    finally:
+        browser.screenshot("4-instructor-manual-grading-maths")
+    sources = browser.driver.execute_script("return [...document.scripts].map(s => s.src).filter(Boolean)")
+    assert f"{hub.url}/services/{COURSE}/aicourse/mathjax/MathJax.js?config=TeX-AMS_CHTML-full,Safe" in sources, sources
+
+    # Feedback, released from the command line as the README says.
+    _grader(hub, token, "feedback", ASSIGNMENT)
+
+
+def test_offline_the_student_fetches_feedback_and_reads_it_with_maths(hub, offline_browser):
+    browser = offline_browser
+    _open_lab(browser, hub, "student", "5-student")
+    _menu(browser, "Nbgrader", "Assignment List")
+    fetch = _wait(browser, SERVER_START).until(lambda d: next(
+        (b for b in d.find_elements("css selector", "#submitted_assignments_list button") if b.text == "Fetch Feedback"), None))
+    _wait(browser, SERVER_START).until(
+        lambda d: "feedback available to fetch" in d.find_element("css selector", "#submitted_assignments_list").text)
+    browser.screenshot("5-student-feedback-available")
+    fetch.click()
+    view = _wait(browser, SERVER_START).until(lambda d: next(
+        (a for a in d.find_elements("css selector", "#submitted_assignments_list a") if "view feedback" in a.text), None))
+    browser.screenshot("5-student-feedback-fetched")
+
+    # The feedback sits in a plain folder name (no spaces, no colons), and "view feedback" goes to it.
+    [html] = (hub.data_dir / "homes" / "student" / COURSE / ASSIGNMENT / "feedback").rglob("*.html")
+    assert html.name == f"{ASSIGNMENT}.html" and not set(" :") & set(html.parent.name), html
+    view.click()
+    _wait(browser).until(lambda d: any(html.parent.name in e.text for e in d.find_elements("css selector", ".jp-BreadCrumbs")))
+    selected = _wait(browser).until(lambda d: d.find_elements("css selector", ".jp-DirListing-item.jp-mod-selected"))
+    assert html.name in selected[0].text
+    browser.screenshot("5-student-view-feedback")
+
+    # Opened as a page of the student's server: maths rendered by MathJax from that server.
+    relative = html.relative_to(hub.data_dir / "homes" / "student")
+    browser.driver.get(f"{hub.url}/user/student/files/{relative.as_posix()}")
+    try:
+        assert _maths_rendered(browser, SERVER_START)
+    finally:
+        browser.screenshot("5-student-feedback-maths")
+    assert "cheating attempt" not in hub.log()

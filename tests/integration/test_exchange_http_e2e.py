@@ -21,6 +21,7 @@ import requests
 import websocket
 import yaml
 
+from grader.exchange.plugins.base import feedback_folder_name
 from grader.grading.gradebook import grade_rows
 from tests.support.hubfixture import api_token, execute_cell, free_port, login, start_hub, start_server, stop_hub
 
@@ -208,7 +209,7 @@ def test_release_fetch_submit_collect_autograde_feedback_over_http(hub, tokens):
         assert listing["success"], listing
         feedback = sorted((home(hub, name) / COURSE / ASSIGNMENT / "feedback").rglob("*.html"))
         graded_at = (collected[name] / "timestamp.txt").read_text()
-        assert [(p.parent.name, p.name) for p in feedback] == [(graded_at, f"{ASSIGNMENT}.html")]
+        assert [(p.parent.name, p.name) for p in feedback] == [(feedback_folder_name(graded_at), f"{ASSIGNMENT}.html")]
         html = feedback[0].read_text()
         assert "BEGIN SOLUTION" not in html
         # The heading of nbgrader's feedback: the notebook and this student's own score.

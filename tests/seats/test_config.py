@@ -33,8 +33,10 @@ def test_seats_are_off_by_default_and_change_nothing(tmp_path):
     assert "seats-service" not in roles and "seats-admin" not in roles
     assert roles["cohort-admin"]["scopes"] == COHORT_ADMIN_SCOPES
     assert "post_auth_hook" not in c.Authenticator and "custom_scopes" not in c.JupyterHub
-    assert c.Spawner.apply_user_options.__self__.policy is None
+    assert c.Spawner.pre_spawn_hook.__self__.policy is None
     assert not (tmp_path / "data" / "seats.sqlite").exists()
+    assert "AICOURSE_SEATS_LESSONS_URL" not in c.Spawner.environment
+    assert not any("service=seats" in scope for scope in c.Spawner.server_token_scopes)
 
 
 def test_enabled_seats_wire_the_service_the_scopes_the_roles_and_the_hooks(tmp_path):
@@ -42,6 +44,8 @@ def test_enabled_seats_wire_the_service_the_scopes_the_roles_and_the_hooks(tmp_p
     (service,) = [s for s in c.JupyterHub.services if s["name"] == "seats"]
     assert service["url"] == "http://127.0.0.1:9321"
     assert service["command"][1:3] == ["-m", "grader.seats.service"] and "--sweep-every=30" in service["command"]
+    # Lessons run are reported by users' servers, not read from homes on the hub's disk.
+    assert not any(part.startswith("--homes-dir") for part in service["command"])
     # The database URL travels in the environment, never on a command line others can list.
     assert service["environment"] == {"GRADER_SEATS_DB": f"sqlite:///{tmp_path / 'data' / 'seats.sqlite'}"}
     assert not any("sqlite" in part for part in service["command"])
@@ -53,12 +57,17 @@ def test_enabled_seats_wire_the_service_the_scopes_the_roles_and_the_hooks(tmp_p
     assert roles["cohort-admin"]["scopes"] == COHORT_ADMIN_SCOPES + [
         "access:services!service=seats", "custom:seats:read", "custom:seats:write"]
     assert set(c.JupyterHub.custom_scopes) == {"custom:seats:read", "custom:seats:write"}
+    # Students' servers report the lessons run to the service, with their own token.
+    assert roles["seats-learner"]["scopes"] == ["access:services!service=seats"]
+    assert roles["seats-learner"]["groups"] == [course.student_group for course in settings.courses]
+    assert "access:services!service=seats" in c.Spawner.server_token_scopes
+    assert c.Spawner.environment["AICOURSE_SEATS_LESSONS_URL"] == "http://127.0.0.1:9321/services/seats/api/lesson-runs"
     assert c.JupyterHub.custom_scopes["custom:seats:write"]["subscopes"] == ["custom:seats:read"]
 
     # One enforcement object behind the login hook and the spawn policy; the database is migrated.
     enforcement = c.Authenticator.post_auth_hook.__self__
     assert isinstance(enforcement, SeatEnforcement)
-    assert c.Spawner.apply_user_options.__self__.policy is enforcement
+    assert c.Spawner.pre_spawn_hook.__self__.policy is enforcement
     assert enforcement.staff_names == {"ada", "cora"} and enforcement.contact == "help@example.org"
     assert (tmp_path / "data" / "seats.sqlite").is_file()
     # traitlets deep-copies config values; the copies keep the one database engine.

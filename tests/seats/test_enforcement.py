@@ -1,4 +1,6 @@
-"""Seats enforced by a real hub: login, server start, profiles offered, metering, end of a cohort.
+"""Seats enforced by a real hub: login, server start, profiles offered, metering, end of a cohort,
+refusals as JupyterHub 6 wants them (SpawnException: no traceback, a reason in the spawn metrics),
+the seats database off the hub's event loop, and lessons run reported by the learner's server.
 
 One hub per database backend (a SQLite file, and a throw-away PostgreSQL server where installed),
 seeded by :mod:`tests.seatshub`. Time is not faked: a cohort "ends" when the test moves its end
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -45,6 +48,29 @@ def _records(sessions, username):
 def _spawn(hub, username, token, **options):
     return requests.post(f"{hub.url}/hub/api/users/{username}/server", json={"user_options": options},
                          headers={"Authorization": f"token {token}"}, timeout=120)
+
+
+def _spawn_failures(hub, reason: str) -> float:
+    """How many starts the hub's metrics count as refused ("failure", not "error") for ``reason``."""
+    token = _admin_token(hub)
+    metrics = requests.get(f"{hub.url}/hub/metrics", headers={"Authorization": f"token {token}"}, timeout=30)
+    metrics.raise_for_status()
+    found = re.search(r'^jupyterhub_server_spawn_duration_seconds_count\{reason="%s",status="failure"\} (\S+)$'
+                      % re.escape(reason), metrics.text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+_admin_tokens: dict[str, str] = {}
+
+
+def _admin_token(hub) -> str:
+    if hub.url not in _admin_tokens:
+        _admin_tokens[hub.url] = api_token(hub, login(hub, "ada"), "ada")
+    return _admin_tokens[hub.url]
+
+
+def _log_since(hub, offset: int) -> str:
+    return hub.log()[offset:]
 
 
 def _start(hub, username, token, profile="cpu", timeout=180):
@@ -122,10 +148,29 @@ def test_the_spawn_form_offers_only_the_profiles_of_the_users_cohorts(seats_hub)
 def test_a_gpu_server_asked_for_through_the_api_is_refused_without_a_gpu_seat(seats_hub):
     hub, _, sessions = seats_hub
     token = api_token(hub, login(hub, "lea"), "lea")
+    before, log_offset = _spawn_failures(hub, "profile"), len(hub.log())
     response = _spawn(hub, "lea", token, profile="gpu")
     assert response.status_code == 400 and "may not use the profile 'gpu'" in response.json()["message"]
+    # A refusal, not an error: one log line, no traceback, counted under its reason.
+    assert "SpawnException(reason=profile)" in _log_since(hub, log_offset)
+    assert "Traceback" not in _log_since(hub, log_offset)
+    assert _spawn_failures(hub, "profile") == before + 1
     # A refused start leaves no run open.
     assert all(r.stopped_at is not None for r in _records(sessions, "lea"))
+
+
+def _notebook(execution_count):
+    return {"type": "notebook", "content": {
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
+        "cells": [{"cell_type": "code", "id": "c1", "execution_count": execution_count, "source": "1 + 1",
+                   "metadata": {}, "outputs": []}]}}
+
+
+def _lessons_run(sessions, username):
+    from grader.seats.models import LessonRun
+
+    with sessions() as session:
+        return sorted(session.scalars(select(LessonRun.lesson).where(LessonRun.username == username)))
 
 
 def test_an_active_seat_starts_a_server_and_its_run_is_metered(seats_hub):
@@ -135,6 +180,22 @@ def test_an_active_seat_starts_a_server_and_its_run_is_metered(seats_hub):
     try:
         running = [r for r in _records(sessions, "lea") if r.stopped_at is None]
         assert [(r.profile, r.gpus, r.cohort_id) for r in running] == [("cpu", 0, seeded.cohorts["cpu"])]
+
+        # Lessons run: lea's own server reports a lesson she saved after running it, to the seats
+        # service, with her server's token (the hub never reads her home).
+        contents = f"{hub.url}/user/lea/api/contents"
+        headers = {"Authorization": f"token {token}"}
+        for path, executed in [("courses/99_probe.ipynb", 1), ("courses/98_not_run.ipynb", None),
+                               ("notes.ipynb", 2)]:
+            saved = requests.put(f"{contents}/{path}", json=_notebook(executed), headers=headers, timeout=60)
+            assert saved.status_code in (200, 201), saved.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _lessons_run(sessions, "lea"):
+            time.sleep(0.5)
+        assert _lessons_run(sessions, "lea") == ["99_probe.ipynb"]
+        report = requests.get(f"{hub.url}/services/seats/api/cohorts/{seeded.cohorts['cpu']}/usage",
+                              headers={"Authorization": f"token {_admin_token(hub)}"}, timeout=60).json()
+        assert [row["lessons_run"] for row in report if row["username"] == "lea"] == [1]
     finally:
         stop_server(hub, "lea", token)
     deadline = time.monotonic() + 60
@@ -156,8 +217,15 @@ def test_a_revoked_seat_stops_new_logins_and_new_servers_at_once(seats_hub):
     _, again = try_login(hub, "rev")
     assert again.status_code == 403 and "was revoked" in login_error(again) and "training@acme.example" in login_error(again)
     # The login cookie and the API token are still valid, and still cannot start a server.
+    before, log_offset = _spawn_failures(hub, "seat"), len(hub.log())
     refused = _spawn(hub, "rev", token)
-    assert refused.status_code == 403 and "was revoked" in refused.json()["message"], refused.text
+    assert refused.status_code == 403 and refused.json()["message"].startswith(
+        "You cannot use this hub now: your seat in cohort 'cpu' was revoked"), refused.text
+    # JupyterHub 6's SpawnException: one line in the hub's log, no traceback; the metrics tell it
+    # from the spawner's errors (status "failure", reason "seat").
+    log = _log_since(hub, log_offset)
+    assert "Not starting rev's server" in log and "SpawnException(reason=seat)" in log and "Traceback" not in log, log
+    assert _spawn_failures(hub, "seat") == before + 1
     page = cookie_session.get(f"{hub.url}/hub/spawn")
     assert page.status_code == 403 and "was revoked" in page_text(page)
     user = requests.get(f"{hub.url}/hub/api/users/rev", headers={"Authorization": f"token {token}"}).json()
@@ -189,3 +257,40 @@ def test_a_running_server_is_stopped_when_its_cohort_ends(seats_hub):
         with sessions.begin() as session:
             session.execute(update(Cohort).where(Cohort.id == seeded.cohorts["cpu"])
                             .values(ends_on=today() + timedelta(days=30)))
+
+
+# --- the seats database is asked off the hub's event loop -----------------------------------------
+
+
+def _hold_seats_write_lock(sessions, stack):
+    """Take the seats database's write lock (SQLite) or lock the seats table (PostgreSQL) until ``stack`` closes,
+    as a slow or busy database server would keep the hub waiting."""
+    from grader.seats.db import WRITE_OPTION
+
+    connection = stack.enter_context(sessions.kw["bind"].connect())
+    connection = connection.execution_options(**{WRITE_OPTION: True})
+    stack.enter_context(connection.begin())
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE seats IN ACCESS EXCLUSIVE MODE")
+
+
+def test_a_login_waiting_for_the_seats_database_does_not_stall_the_hub(seats_hub):
+    from contextlib import ExitStack
+
+    hub, _, sessions = seats_hub
+    with ThreadPoolExecutor(1) as pool:
+        with ExitStack() as lock:
+            _hold_seats_write_lock(sessions, lock)
+            # eve logs in by address: her login claims invitations, a write that waits for the lock.
+            waiting = pool.submit(try_login, hub, "eve@example.org")
+            time.sleep(3)
+            assert not waiting.done(), "the login did not wait for the seats database"
+            # Meanwhile the hub answers everyone else at once.
+            started = time.monotonic()
+            assert requests.get(f"{hub.url}/hub/api/", timeout=10).status_code == 200
+            assert requests.get(f"{hub.url}/hub/login", timeout=10).status_code == 200
+            assert time.monotonic() - started < 5
+            assert not waiting.done()
+        # The lock goes: the login that waited goes through.
+        _, response = waiting.result(timeout=60)
+    assert response.status_code == 302

@@ -16,6 +16,7 @@ from grader.seats.models import Base
 from tests.support.seats_backends import postgres_server, seats_url  # noqa: F401 (fixtures)
 
 SEATS_TABLES = set(Base.metadata.tables)
+HEAD = "0002"
 
 
 def _schema(engine) -> dict[str, tuple[set[str], set[str]]]:
@@ -39,7 +40,7 @@ def _version(engine) -> list[str]:
 
 def test_there_is_one_head_and_it_is_shipped_in_the_package():
     scripts = ScriptDirectory.from_config(alembic_config())
-    assert scripts.get_heads() == ["0001"]
+    assert scripts.get_heads() == [HEAD]
     assert (scripts.dir.endswith("grader/seats/migrations"))
 
 
@@ -50,7 +51,7 @@ def test_upgrading_an_empty_database_gives_the_models_tables(seats_url):
         schema = _schema(engine)
         assert set(schema) == SEATS_TABLES | {VERSION_TABLE}
         assert {table: schema[table] for table in SEATS_TABLES} == _model_schema()
-        assert _version(engine) == ["0001"]
+        assert _version(engine) == [HEAD]
         # `alembic check`: autogenerate finds nothing the migrations have not done.
         with engine.connect() as connection:
             command.check(alembic_config(connection=connection))
@@ -82,7 +83,7 @@ def test_downgrade_to_base_and_upgrade_again(seats_url):
         assert _version(engine) == []
         seats_db_module.upgrade(engine)
         assert {table: _schema(engine)[table] for table in SEATS_TABLES} == _model_schema()
-        assert _version(engine) == ["0001"]
+        assert _version(engine) == [HEAD]
     finally:
         close_seats_db(factory)
 
@@ -98,7 +99,28 @@ def test_opening_again_migrates_nothing_and_keeps_the_data(seats_url):
     try:
         with factory() as session:
             assert [o.name for o in store.organisations(session)] == ["Acme"]
-        assert _version(factory.kw["bind"]) == ["0001"]
+        assert _version(factory.kw["bind"]) == [HEAD]
+    finally:
+        close_seats_db(factory)
+
+
+def test_a_database_of_the_previous_release_is_brought_to_the_newest_with_its_data(seats_url):
+    # 0001 was the first release's schema; 0002 adds the lessons learners' servers report.
+    from grader.seats import store
+
+    engine = make_engine(seats_url)
+    seats_db_module.upgrade(engine, revision="0001")
+    assert "lesson_runs" not in _schema(engine)
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO organisations (name, contact_email) VALUES ('Acme', 't@acme.example')"))
+    engine.dispose()
+    factory = open_seats_db(seats_url)
+    try:
+        assert _version(factory.kw["bind"]) == [HEAD]
+        with factory() as session:
+            assert [o.name for o in store.organisations(session)] == ["Acme"]
+            store.record_lesson_run(session, username="lea", lesson="01_intro/01_python.ipynb")
+            assert store.lessons_run_by(session, usernames=["lea", "max"]) == {"lea": 1, "max": 0}
     finally:
         close_seats_db(factory)
 
@@ -148,7 +170,7 @@ def test_processes_opening_a_new_database_at_once_migrate_it_once(seats_url):
     assert outcomes == ["ok"] * 4
     engine = make_engine(seats_url)
     try:
-        assert _version(engine) == ["0001"]
+        assert _version(engine) == [HEAD]
         assert set(_schema(engine)) == SEATS_TABLES | {VERSION_TABLE}
     finally:
         engine.dispose()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -280,13 +279,34 @@ def test_pages_of_another_organisation_are_not_found(seats_hub):
     assert learner.status_code == 403
 
 
-# --- progress (no hub: the gradebook and homes as the hub leaves them) --------------------------
+def test_a_learner_reports_a_lesson_run_for_themselves_only_and_the_report_counts_it(seats_hub):
+    hub, seeded, _, tokens = seats_hub
+    # As a learner's server does with its own token (grader.seats.lesson_reports).
+    for _ in range(2):
+        answer = service_api(hub, tokens["lea"], "POST", "/lesson-runs", json={"lesson": "01_intro/./02_numpy.ipynb"})
+        assert answer.status_code == 200, answer.text
+    assert (answer.json()["username"], answer.json()["lesson"]) == ("lea", "01_intro/02_numpy.ipynb")
+    for body in [{"lesson": "../../etc/passwd.ipynb"}, {"lesson": "/home/lea/x.ipynb"}, {"lesson": "notes.txt"},
+                 {"lesson": "a.ipynb", "username": "gil"}, {"lesson": 3}, {}]:
+        refused = service_api(hub, tokens["lea"], "POST", "/lesson-runs", json=body)
+        assert refused.status_code == 400 and refused.json()["message"], body
+    # Nobody without a hub token reports anything.
+    assert requests.post(f"{hub.url}/services/seats/api/lesson-runs", json={"lesson": "a.ipynb"},
+                         allow_redirects=False).status_code == 403
+    rows = service_api(hub, tokens[ORG_A_ADMIN], "GET", f"/cohorts/{seeded.cohorts['cpu']}/usage").json()
+    assert {row["username"]: row["lessons_run"] for row in rows if row["username"] in ("lea", "rev")} == {
+        "lea": 1, "rev": 0}
 
 
-def test_progress_reads_scores_from_the_gradebook_and_lessons_from_the_home(tmp_path):
+# --- progress (no hub: the gradebook as the hub leaves it, lessons as servers reported them) ------
+
+
+def test_progress_reads_scores_from_the_gradebook_and_lessons_from_the_seats_database(tmp_path):
     from nbgrader.api import Gradebook
 
     from grader.grading.course_dir import Course, prepare_course_dir
+    from grader.seats import store
+    from grader.seats.db import close_seats_db, open_seats_db
     from grader.seats.learner_progress import learner_progress
 
     course = Course("ai101", tmp_path / "course", tmp_path / "exchange")
@@ -300,21 +320,22 @@ def test_progress_reads_scores_from_the_gradebook_and_lessons_from_the_home(tmp_
         grade = gradebook.find_grade("q1", "nb", "a1", "lea")
         grade.auto_score = 4
         gradebook.db.commit()
-    lessons = tmp_path / "homes" / "lea" / "courses" / "01_backprop"
-    lessons.mkdir(parents=True)
-    executed = {"cells": [{"cell_type": "code", "execution_count": 3, "source": "", "outputs": [], "metadata": {}}]}
-    fresh = {"cells": [{"cell_type": "code", "execution_count": None, "source": "", "outputs": [], "metadata": {}}]}
-    (lessons / "01_ran.ipynb").write_text(json.dumps(executed))
-    (lessons / "02_not_yet.ipynb").write_text(json.dumps(fresh))
-    (lessons / "03_broken.ipynb").write_text("{not json")
-
-    progress = learner_progress(usernames=["lea", "nobody", "../lea"], course_id="ai101", course_dir=course.course_dir,
-                                homes_dir=tmp_path / "homes")
-    assert (progress["lea"].lessons_run, dict(progress["lea"].scores)) == (1, {"a1": 4.0})
-    assert (progress["nobody"].lessons_run, dict(progress["nobody"].scores)) == (0, {})
-    assert progress["../lea"].lessons_run == 0  # a name is never a path out of the homes
-    # No gradebook yet: no scores, and none is created in the instructor's course.
-    other = Course("ml201", tmp_path / "other", tmp_path / "exchange")
-    prepare_course_dir(other)
-    assert learner_progress(usernames=["lea"], course_id="ml201", course_dir=other.course_dir, homes_dir=None)["lea"].scores == {}
+    sessions = open_seats_db(f"sqlite:///{tmp_path / 'seats.sqlite'}")
+    try:
+        with sessions() as session:
+            # Lea's server reported two lessons, one of them twice (each save after a run).
+            for lesson in ["01_backprop/01_ran.ipynb", "01_backprop/02_ran.ipynb", "01_backprop/01_ran.ipynb"]:
+                store.record_lesson_run(session, username="lea", lesson=lesson)
+            store.record_lesson_run(session, username="max", lesson="01_backprop/01_ran.ipynb")
+            progress = learner_progress(session, usernames=["lea", "nobody"], course_id="ai101",
+                                        course_dir=course.course_dir)
+            assert (progress["lea"].lessons_run, dict(progress["lea"].scores)) == (2, {"a1": 4.0})
+            assert (progress["nobody"].lessons_run, dict(progress["nobody"].scores)) == (0, {})
+            # No gradebook yet: no scores, and none is created in the instructor's course.
+            other = Course("ml201", tmp_path / "other", tmp_path / "exchange")
+            prepare_course_dir(other)
+            assert learner_progress(session, usernames=["lea"], course_id="ml201",
+                                    course_dir=other.course_dir)["lea"].scores == {}
+    finally:
+        close_seats_db(sessions)
     assert not other.gradebook_path.exists()

@@ -21,6 +21,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import requests
 import yaml
 
@@ -133,28 +134,13 @@ def start_hub(data_dir: Path, *, timeout: float = 120, spawner_mode: str = "demo
     return hub
 
 
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields of ``/proc/PID/stat`` after the command name: [state, ppid, ..., starttime at 19]."""
+def _process_tree(root: int) -> list[psutil.Process]:
+    """``root``'s descendants, by parent pid. The hub starts its proxy, services and servers in
+    sessions of their own, so its process group does not hold them."""
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-
-
-def _process_tree(root: int) -> list[tuple[int, str]]:
-    """``root``'s descendants as (pid, start time), by parent pid. The hub starts its proxy,
-    services and servers in sessions of their own, so its process group does not hold them."""
-    children: dict[int, list[tuple[int, str]]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and (fields := _stat_fields(int(entry))):
-            children.setdefault(int(fields[1]), []).append((int(entry), fields[19]))
-    tree, pending = [], list(children.get(root, []))
-    while pending:
-        process = pending.pop()
-        tree.append(process)
-        pending += children.get(process[0], [])
-    return tree
+        return psutil.Process(root).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
 
 
 def stop_hub(hub: RunningHub, timeout: float = 30) -> None:
@@ -172,13 +158,11 @@ def stop_hub(hub: RunningHub, timeout: float = 30) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         pass
-    for pid, start_time in started:
-        fields = _stat_fields(pid)
-        if fields and fields[19] == start_time:  # the same process, not a new one given its pid
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+    for process in started:
+        try:
+            process.kill()  # psutil first checks it is the same process, not a new one given its pid
+        except psutil.NoSuchProcess:
+            pass
     hub.process.wait()
 
 

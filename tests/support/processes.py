@@ -4,22 +4,26 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
+
+import psutil
+
+TAG_NAME = "GRADER_TEST_TAG"
 
 
 def new_tag() -> tuple[str, str]:
     """(variable name, value) to put in the environment of what a test starts."""
-    return "GRADER_TEST_TAG", uuid.uuid4().hex
+    return TAG_NAME, uuid.uuid4().hex
 
 
 def processes_with_tag(value: str) -> list[int]:
-    needle = f"GRADER_TEST_TAG={value}".encode()
+    """Pids of the running processes whose environment holds the tag (this one excepted)."""
     found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                if needle in Path(f"/proc/{entry}/environ").read_bytes():
-                    found.append(int(entry))
-            except OSError:
-                continue
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        try:
+            if process.environ().get(TAG_NAME) == value:
+                found.append(process.pid)
+        except psutil.Error:  # gone, a zombie, or another user's
+            continue
     return found

@@ -13,6 +13,18 @@ from grader.exchange.plugins.client import ExchangeClient, ExchangeRequestError,
 from grader.exchange.plugins.config import TOKEN_ENV, URL_ENV
 
 
+def feedback_folder_name(timestamp: str) -> str:
+    """The folder a submission's feedback is fetched into, inside ``<assignment>/feedback/``.
+
+    nbgrader's file exchange names it after the submission's timestamp as written
+    (``2024-05-01 12:34:56.123456 UTC``): spaces, colons and a dot in a folder name, which Lab's
+    file browser shows as is and other systems refuse. Here: the same instant, to the second, in
+    UTC, ``2024-05-01_12-34-56``."""
+    from nbgrader.utils import parse_utc
+
+    return parse_utc(timestamp).strftime("%Y-%m-%d_%H-%M-%S")
+
+
 class HttpExchange(Exchange):
     """nbgrader's exchange, over HTTP to :mod:`grader.exchange.service` with a hub token.
 

@@ -60,3 +60,22 @@ class Collect(HttpExchange, ExchangeCollect):
             answer = self.call("GET", "courses", self.course_id, "submissions", student_id,
                                self.coursedir.assignment_id, record["submission_id"])
             write_files(answer["files"], dest_path)
+        self.name_students(sorted({record["student_id"] for record in self.records}))
+
+    def name_students(self, student_ids: list[str]) -> None:
+        """Give the collected students a name in the gradebook, so the formgrader does not show
+        "None, None" (it writes ``last_name, first_name``).
+
+        The hub keeps no person's name, only the account's: that becomes the last name, with an
+        empty first name, for students without a name of their own. A name an instructor set (in
+        the formgrader, ``nbgrader db student add``) is kept."""
+        if not student_ids:
+            return
+        with Gradebook(self.coursedir.db_url, self.coursedir.course_id) as gradebook:
+            for student_id in student_ids:
+                try:
+                    student = gradebook.find_student(student_id)
+                except MissingEntry:
+                    student = None
+                if student is None or (student.first_name is None and student.last_name is None):
+                    gradebook.update_or_create_student(student_id, last_name=student_id, first_name="")

@@ -15,7 +15,15 @@ from pathlib import Path
 
 from nbgrader.exchange.abc import ExchangeFetchFeedback, ExchangeReleaseFeedback
 
-from grader.exchange.plugins.base import HttpExchange
+from grader.exchange.plugins.base import HttpExchange, feedback_folder_name
+from grader.exchange.plugins.mathjax import localise
+
+
+def _with_local_mathjax(html: bytes) -> bytes:
+    try:
+        return localise(html.decode("utf-8")).encode("utf-8")
+    except UnicodeDecodeError:  # not nbconvert's output: sent as it is
+        return html
 
 
 class ReleaseFeedback(HttpExchange, ExchangeReleaseFeedback):
@@ -49,7 +57,8 @@ class ReleaseFeedback(HttpExchange, ExchangeReleaseFeedback):
             if not timestamp_file.is_file():
                 self.log.warning("No timestamp.txt in %s; skipping %s", folder, student_id)
                 continue
-            files = {html.name: base64.b64encode(html.read_bytes()).decode("ascii")
+            # MathJax from the student's own server rather than a CDN (grader.exchange.plugins.mathjax).
+            files = {html.name: base64.b64encode(_with_local_mathjax(html.read_bytes())).decode("ascii")
                      for html in sorted(folder.glob("*.html"))}
             self.call("PUT", "courses", self.course_id, "feedback", student_id, self.coursedir.assignment_id,
                       json={"timestamp": timestamp_file.read_text().strip(), "files": files})
@@ -58,7 +67,8 @@ class ReleaseFeedback(HttpExchange, ExchangeReleaseFeedback):
 
 
 class FetchFeedback(HttpExchange, ExchangeFetchFeedback):
-    """Download the caller's own feedback into ``<assignment>/feedback/<timestamp>/``."""
+    """Download the caller's own feedback into ``<assignment>/feedback/<when>/``, ``<when>`` the
+    submission's time as a plain folder name (:func:`grader.exchange.plugins.base.feedback_folder_name`)."""
 
     def init_src(self):
         self.course_id = self.require_course_id()
@@ -78,7 +88,7 @@ class FetchFeedback(HttpExchange, ExchangeFetchFeedback):
         for assignment_id, entries in self.feedback.items():
             dest = self.local_assignment_dir(self.course_id, assignment_id) / "feedback"
             for entry in entries:
-                folder = dest / entry["timestamp"]
+                folder = dest / feedback_folder_name(entry["timestamp"])
                 folder.mkdir(parents=True, exist_ok=True)
                 for name, content in entry["files"].items():
                     if "/" in name or name.startswith("."):

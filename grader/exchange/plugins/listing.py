@@ -13,7 +13,10 @@ from pathlib import Path
 
 from nbgrader.exchange.abc import ExchangeList
 
-from grader.exchange.plugins.base import HttpExchange
+from grader.exchange.plugins.base import HttpExchange, feedback_folder_name
+
+# The status of an entry that only says "you are in this course": see List.init_dest.
+ENROLLED = "enrolled"
 
 
 def _md5(path: Path) -> str:
@@ -27,16 +30,16 @@ class List(HttpExchange, ExchangeList):
         pass
 
     def init_dest(self):
-        if self.coursedir.course_id:
-            course_ids = [self.coursedir.course_id]
-        else:
-            course_ids = [course["course_id"] for course in self.call("GET", "courses")["courses"]]
+        caller = self.call("GET", "courses")
+        # The caller's courses, and whether they are staff there.
+        staff = {course["course_id"]: course["staff"] for course in caller["courses"]}
+        course_ids = [self.coursedir.course_id] if self.coursedir.course_id else list(staff)
         assignment_id = self.coursedir.assignment_id if self.coursedir.assignment_id not in ("", "*") else None
         self.assignments = []
         # "cached" is a student's own submissions: the hub's name for the caller, whatever student id
         # their configuration claims; "inbound" is the staff's view, filtered as asked.
         if self.cached:
-            student_id = self.call("GET", "courses")["name"]
+            student_id = caller["name"]
         else:
             student_id = self.coursedir.student_id if self.coursedir.student_id not in ("", "*") else None
         for course_id in course_ids:
@@ -44,13 +47,22 @@ class List(HttpExchange, ExchangeList):
                 params = {key: value for key, value in (("assignment_id", assignment_id), ("student_id", student_id)) if value}
                 self.assignments += self.call("GET", "courses", course_id, "submissions", params=params)
             else:
-                self.assignments += [entry for entry in self.call("GET", "courses", course_id, "assignments")
-                                     if assignment_id in (None, entry["assignment_id"])]
+                released = [entry for entry in self.call("GET", "courses", course_id, "assignments")
+                            if assignment_id in (None, entry["assignment_id"])]
+                # nbgrader's Lab lists a student's courses as the course ids of their assignments
+                # (assignment_list's list_courses): a course with nothing released yet read "No
+                # courses found." One entry names such a course to its students; its status is none
+                # of released/fetched/submitted, so the Lab's lists and `nbgrader list` show no row.
+                if not released and assignment_id is None and not self.remove and staff.get(course_id) is False:
+                    released = [{"course_id": course_id, "assignment_id": "", "status": ENROLLED, "notebooks": []}]
+                self.assignments += released
 
     def copy_files(self):
         pass
 
     def _released_info(self, entry: dict) -> dict:
+        if entry.get("status") == ENROLLED:
+            return {**entry, "path": ""}
         course_id, assignment_id = entry["course_id"], entry["assignment_id"]
         local = self.local_assignment_dir(course_id, assignment_id)
         info = {"course_id": course_id, "assignment_id": assignment_id}
@@ -68,7 +80,7 @@ class List(HttpExchange, ExchangeList):
 
     def _submitted_info(self, entry: dict) -> dict:
         local = self.local_assignment_dir(entry["course_id"], entry["assignment_id"])
-        feedback_dir = local / "feedback" / entry["timestamp"]
+        feedback_dir = local / "feedback" / feedback_folder_name(entry["timestamp"])
         info = {key: entry[key] for key in ("course_id", "student_id", "assignment_id", "timestamp")}
         info.update(status="submitted", submission_id=entry["submission_id"],
                     path=self.client.url("courses", entry["course_id"], "submissions", entry["student_id"],
@@ -90,7 +102,14 @@ class List(HttpExchange, ExchangeList):
         info["has_local_feedback"] = bool(notebooks) and all(nb["has_local_feedback"] for nb in notebooks)
         info["has_exchange_feedback"] = bool(notebooks) and all(nb["has_exchange_feedback"] for nb in notebooks)
         info["feedback_updated"] = any(nb["feedback_updated"] for nb in notebooks)
-        info["local_feedback_path"] = str(feedback_dir) if info["has_local_feedback"] else None
+        # "view feedback" in the Lab goes to this path: the feedback itself where there is one
+        # notebook (the file browser opens its folder with the file selected), else its folder.
+        if not info["has_local_feedback"]:
+            info["local_feedback_path"] = None
+        elif len(notebooks) == 1:
+            info["local_feedback_path"] = notebooks[0]["local_feedback_path"]
+        else:
+            info["local_feedback_path"] = str(feedback_dir)
         return info
 
     def parse_assignments(self) -> list[dict]:
@@ -114,7 +133,7 @@ class List(HttpExchange, ExchangeList):
                                   info["timestamp"])
         else:
             self.log.info("Released assignments:")
-            for info in assignments:
+            for info in (info for info in assignments if info["status"] != ENROLLED):
                 fetched = " (already downloaded)" if info["status"] == "fetched" else ""
                 self.log.info("%s %s%s", info["course_id"], info["assignment_id"], fetched)
         return assignments

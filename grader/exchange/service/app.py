@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 from pathlib import Path
 
 from jupyterhub.services.auth import HubAuth
@@ -65,7 +66,12 @@ async def serve(args: argparse.Namespace) -> None:
     server = HTTPServer(app, max_body_size=int(max_upload_bytes * ENCODING_SLACK) + (2 << 20))
     server.listen(args.port, args.ip)
     logging.getLogger("tornado.access").info("exchange service on %s:%s, storage %s", args.ip, args.port, args.root)
-    await asyncio.Event().wait()
+    # The hub stops its services with SIGINT, then SIGTERM: either ends the service quietly.
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        asyncio.get_running_loop().add_signal_handler(signum, stop.set)
+    await stop.wait()
+    server.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,14 +13,22 @@ def update_auth(c, settings: HubSettings) -> None:
         update_oidc_auth(c, settings.auth)
         return
     c.JupyterHub.authenticator_class = "grader.hub.auth.local.PlatformAuthenticator"
-    # The sign-up pages, and the login page with a link to them (extends JupyterHub's own).
+    # The sign-up and password pages, and the login page with links to them (extends JupyterHub's own).
     c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
+    # The nav bar links the password and accounts pages (templates/page.html); on one machine
+    # grader/hub/config.py sets the same variable again with its own.
+    template_vars = c.JupyterHub.template_vars if "template_vars" in c.JupyterHub else {}
+    c.JupyterHub.template_vars = {**template_vars, "aicourse_local_accounts": True}
     c.PlatformAuthenticator.signup_mode = settings.signup
     c.PlatformAuthenticator.invitation_hours = settings.invitation_hours
     c.PlatformAuthenticator.accounts_db = str(settings.data_dir / "accounts.sqlite")
     c.PlatformAuthenticator.initial_users = settings.users()
     c.PlatformAuthenticator.max_failed_logins = settings.allowed_failed_logins
     c.PlatformAuthenticator.lockout_seconds = settings.lockout_seconds
+    c.PlatformAuthenticator.reset_hours = settings.reset_hours
+    c.PlatformAuthenticator.requests_per_address = settings.requests_per_address
+    c.PlatformAuthenticator.requests_per_name = settings.requests_per_name
+    c.PlatformAuthenticator.request_window_seconds = settings.request_window_seconds
     # Only accounts in the platform's account store can authenticate at all, so every user who
     # authenticates may use the hub.
     c.Authenticator.allow_all = True

@@ -5,7 +5,12 @@
   stays *pending* (it cannot log in, and is told why) until an admin approves it.
 - ``/hub/signup/admin``: admins list pending requests, approve or reject them, and make
   invitation links.
-- ``grader-admin accounts ...``: the same from the command line, over the plain functions below.
+- ``grader-admin accounts ...``: the same from the command line, over the plain functions below,
+  and password resets and unlocking (:mod:`grader.hub.auth.passwords`).
+
+The page shows only what the hub's mode allows: with ``invitation`` and no link, how to get one
+(no form); with ``approval``, the request form and that an admin approves it; with a link, the
+form that creates the account. Sign-up posts are rate limited per client address and per name.
 
 The pages use JupyterHub's own templates (``grader/hub/data/templates/`` extends ``page.html``) and
 its XSRF protection; passwords go through the same Argon2id store and rules as every account.
@@ -23,6 +28,8 @@ from jupyterhub.handlers import BaseHandler
 from tornado import web
 
 from grader.hub.auth.accounts import MIN_PASSWORD_LENGTH, PENDING, AccountError, AccountStore
+from grader.hub.auth.local import until_text
+from grader.hub.auth.passwords import PlatformPage, create_reset_link, unlock_name
 
 INVITATION_HOURS = 72
 # The platform YAML's rule for user names (platform.schema.json, $defs.username), plus a length cap.
@@ -70,21 +77,23 @@ def check_new_account(*, username: str, password: str, confirm: str) -> str:
 # --- the pages --------------------------------------------------------------------------------
 
 
-class SignupHandler(BaseHandler):
-    """The sign-up form: with an invitation, or as a request for approval."""
+INVITATION_ONLY = "Sign-up on this hub is by invitation: open the link the course team sent you, or ask them for one."
 
-    def initialize(self, authenticator):
-        self.platform_auth = authenticator
+
+class SignupHandler(PlatformPage):
+    """The sign-up form: with an invitation, or as a request for approval."""
 
     def _mode(self) -> str:
         return self.platform_auth.signup_mode
 
     async def _page(self, *, status: int = 200, error: str = "", done: str = "", username: str = "",
-                    invite: str = "") -> None:
+                    invite: str = "", info: str = "") -> None:
         self.set_status(status)
+        # The form is shown only where it can work: with an invitation, or where requests are allowed.
+        show_form = not done and not info and bool(invite or self._mode() == "approval")
         html = await self.render_template(
-            "signup.html", signup_mode=self._mode(), signup_error=error, signup_done=done,
-            username=username, invite=invite, min_password_length=MIN_PASSWORD_LENGTH,
+            "signup.html", signup_mode=self._mode(), signup_error=error, signup_done=done, signup_info=info,
+            show_form=show_form, username=username, invite=invite, min_password_length=MIN_PASSWORD_LENGTH,
         )
         self.finish(html)
 
@@ -95,9 +104,12 @@ class SignupHandler(BaseHandler):
         if invite:
             problem = await self.platform_auth.in_hash_thread(self.platform_auth.store.invitation_is_open, invite)
             if problem:
-                return await self._page(status=400, error=problem[0].upper() + problem[1:] + ".")
+                if limited := self.rate_limited("signup"):  # wrong tokens count against the address
+                    return await self._page(status=429, error=limited)
+                return await self._page(status=400, error=problem[0].upper() + problem[1:] + ".",
+                                        info="Ask the course team for a new invitation link.")
         elif self._mode() != "approval":
-            return await self._page(status=403, error="Sign-up needs an invitation link; ask the course team for one.")
+            return await self._page(info=INVITATION_ONLY)
         await self._page(invite=invite)
 
     async def post(self):
@@ -110,7 +122,9 @@ class SignupHandler(BaseHandler):
         if not problem and not self.platform_auth.validate_username(username):
             problem = "This user name is not allowed on this hub."
         if not invite and self._mode() != "approval":
-            problem = "Sign-up needs an invitation link; ask the course team for one."
+            return await self._page(status=403, info=INVITATION_ONLY)
+        if limited := self.rate_limited("signup", username):
+            return await self._page(status=429, error=limited, username=username, invite=invite)
         if problem:
             return await self._page(status=400, error=problem, username=username, invite=invite)
         store = self.platform_auth.store
@@ -192,16 +206,16 @@ def signup_handlers(authenticator) -> list[tuple]:
 # --- `grader-admin accounts ...` ---------------------------------------------------------------------
 
 
-def _hub_defaults() -> tuple[Path, str]:
+def _hub_defaults() -> tuple[Path, str, float]:
     from grader.hub.settings import load_settings  # settings read only when the command runs
 
     settings = load_settings()
-    return settings.data_dir / "accounts.sqlite", f"http://{settings.ip}:{settings.port}"
+    return settings.data_dir / "accounts.sqlite", f"http://{settings.ip}:{settings.port}", settings.reset_hours
 
 
 def accounts_command(args: argparse.Namespace) -> int:
     """Run ``grader-admin accounts ...`` as parsed by :mod:`grader.cli.accounts_parser`."""
-    accounts_db, hub_url = _hub_defaults()
+    accounts_db, hub_url, reset_hours = _hub_defaults()
     accounts_db = args.accounts_db or accounts_db
     try:
         if args.accounts_verb == "pending":
@@ -217,6 +231,21 @@ def accounts_command(args: argparse.Namespace) -> int:
             link = create_invitation(accounts_db=accounts_db, hub_url=args.hub_url or hub_url, hours=args.hours,
                                      note=args.note)
             print(f"one-time sign-up link, valid {args.hours:g} hours (shown once):\n{link}")
+        elif args.accounts_verb == "reset":
+            hours = args.hours if args.hours is not None else reset_hours
+            link = create_reset_link(accounts_db=accounts_db, hub_url=args.hub_url or hub_url, username=args.username,
+                                     hours=hours, created_by="command line")
+            print(f"one-time password reset link for {args.username}, valid {hours:g} hours (shown once; "
+                  f"it replaces any earlier one):\n{link}")
+        elif args.accounts_verb == "unlock":
+            if unlock_name(accounts_db=accounts_db, username=args.username):
+                print(f"unlocked {args.username}")
+            else:
+                print(f"{args.username} was not locked and had no failed logins")
+        elif args.accounts_verb == "locked":
+            locked = AccountStore(accounts_db).locked()
+            print("\n".join(f"{name}\tuntil {until_text(until)}" for name, until in locked) if locked
+                  else "no name is locked")
     except AccountError as error:
         print(f"grader: {error}", file=sys.stderr)
         return 2

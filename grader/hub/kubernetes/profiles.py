@@ -7,17 +7,21 @@ Zero-to-JupyterHub chart KubeSpawner draws it from ``profile_list``, which may b
 - ``profile_list``: the chart's profiles the user's hub groups allow (a profile's ``groups:``),
   narrowed by the :class:`grader.hub.spawn.profiles.SpawnPolicy` (cohort seats) when there is one.
   KubeSpawner checks the profile a start asks for against this same list.
-- ``pre_spawn_hook``: refuses a start the policy refuses (the same 403 the one-machine hub answers),
-  or one asking for a profile the user may not pick, before any pod is made; then tells the policy
-  which profile started, with how many GPUs.
+- ``pre_spawn_hook``: refuses a start the policy refuses (the same ``SpawnException`` the one-machine
+  hub raises: 403, reason ``seat``), or one asking for a profile the user may not pick (400, reason
+  ``profile``), before any pod is made; then tells the policy which profile started, with how many GPUs.
 - ``post_stop_hook``: tells the policy the server stopped (JupyterHub also runs it after a failed start).
+
+The policy asks its database once per start: the pre-spawn hook's answer is kept for that start,
+and KubeSpawner's own look at ``profile_list`` in ``start()`` (``load_user_options``) reuses it.
 """
 
 from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
+from weakref import WeakKeyDictionary
 
-from tornado import web
+from jupyterhub.spawner import SpawnException
 
 from grader.hub.layers import ConfigError
 from grader.hub.settings import Profile
@@ -27,11 +31,9 @@ from grader.hub.spawn.profiles import SpawnPolicy
 DEFAULT_PROFILE = "default"
 
 
-def start_refused(status: int, message: str) -> web.HTTPError:
-    """An error JupyterHub shows as it is on the spawn page, not as "Failed to start your server"."""
-    error = web.HTTPError(status, message)
-    error.jupyterhub_message = message
-    return error
+def start_refused(status: int, message: str, *, reason: str = "profile") -> SpawnException:
+    """A refusal JupyterHub shows as it is on the spawn page and counts as a failure, not an error."""
+    return SpawnException(message, reason=reason, status_code=status)
 
 
 class ProfileAccess:
@@ -47,6 +49,13 @@ class ProfileAccess:
         self.chart_profiles = [dict(entry) for entry in chart_profiles]
         self.by_slug = by_slug
         self.policy = policy
+        # spawner -> the policy's slugs, asked by the pre-spawn hook, for the rest of that start.
+        self._decided: WeakKeyDictionary = WeakKeyDictionary()
+
+    def __deepcopy__(self, memo) -> ProfileAccess:
+        # traitlets deep-copies config values into every spawner: profile_list and the hooks must
+        # stay this one object, which keeps the answer of a start for its load_user_options.
+        return self
 
     def for_groups(self, groups: set[str], slugs: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """The chart's profiles a member of ``groups`` may pick (only ``slugs``, if given), in the chart's order."""
@@ -60,15 +69,21 @@ class ProfileAccess:
             entry["default"] = index == 0
         return allowed
 
-    def _policy_slugs(self, spawner) -> frozenset[str] | None:
+    async def _policy_slugs(self, spawner) -> frozenset[str] | None:
         # Raises the policy's refusal (403) for a user without access.
-        return self.policy.profiles_for(spawner) if self.policy else None
+        return await self.policy.profiles_for(spawner) if self.policy else None
 
-    def __call__(self, spawner) -> list[dict[str, Any]]:
-        return self.for_groups({group.name for group in spawner.user.groups}, self._policy_slugs(spawner))
+    async def __call__(self, spawner) -> list[dict[str, Any]]:
+        if spawner in self._decided and spawner.pending == "spawn":
+            # In start(), after the pre-spawn hook asked: the same answer, the database not asked again.
+            slugs = self._decided[spawner]
+        else:
+            slugs = await self._policy_slugs(spawner)
+        return self.for_groups({group.name for group in spawner.user.groups}, slugs)
 
-    def pre_spawn_hook(self, spawner) -> None:
-        slugs = self._policy_slugs(spawner)
+    async def pre_spawn_hook(self, spawner) -> None:
+        self._decided.pop(spawner, None)
+        slugs = await self._policy_slugs(spawner)
         if self.chart_profiles:
             allowed = self.for_groups({group.name for group in spawner.user.groups}, slugs)
             if not allowed:
@@ -81,10 +96,12 @@ class ProfileAccess:
             profile, gpus = chosen["slug"], self.by_slug[chosen["slug"]].gpus
         else:
             profile, gpus = DEFAULT_PROFILE, 0
+        self._decided[spawner] = slugs
         if self.policy:
-            self.policy.started(spawner, profile, gpus)
+            await self.policy.started(spawner, profile, gpus)
         spawner.log.info("%s starts with profile %s (%d GPUs)", spawner.user.name, profile, gpus)
 
-    def post_stop_hook(self, spawner) -> None:
+    async def post_stop_hook(self, spawner) -> None:
+        self._decided.pop(spawner, None)
         if self.policy:
-            self.policy.stopped(spawner)
+            await self.policy.stopped(spawner)

@@ -55,9 +55,10 @@ CONSTRAINTS_PATH = REPO_ROOT / "requirements" / "constraints.txt"
 HUB_DATA_DIR = "/srv/aicourse"  # a PersistentVolumeClaim (hub.extraVolumes)
 HUB_CONFIG_FILE = "/usr/local/etc/aicourse/platform.yaml"  # hub.extraFiles, rendered below
 # The hub image installs the package from a wheel (pip install '/opt/aicourse[hub,k8s]'), so its
-# package data is in the image Python's site-packages; tests/hub/kubernetes/test_images.py checks
-# this path against the Dockerfile's base image.
-HUB_IMAGE_PYTHON = "3.11"
+# package data is in the image Python's site-packages: the Python of its base, the chart's
+# quay.io/jupyterhub/k8s-hub (3.12 in 4.4.0). The Dockerfile's build fails if the package lands
+# elsewhere (tests/hub/kubernetes/test_images.py checks the Dockerfile tests this very path).
+HUB_IMAGE_PYTHON = "3.12"
 HUB_IMAGE_PACKAGE_DIR = PurePosixPath(f"/usr/local/lib/python{HUB_IMAGE_PYTHON}/site-packages/grader")
 # Where the image keeps the repository's content (content_dir: assignments/source/ for the formgraders).
 HUB_CONTENT_DIR = "/opt/aicourse"

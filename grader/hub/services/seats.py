@@ -7,8 +7,11 @@ Nothing here does anything while ``seats.enabled`` is false (the default). When 
 - ``seats_policy`` is the spawn form's :class:`grader.hub.spawn.profiles.SpawnPolicy` (start refused
   without access, profiles narrowed to the user's cohorts, starts and stops metered);
 - ``seats_services`` runs the seats service (:mod:`grader.seats.service`) at ``/services/seats/``;
-- ``seats_roles`` gives that service the few hub scopes its sweep needs and hub admins the seats
-  scopes (cohort admins get theirs in :mod:`grader.hub.roles`).
+- ``seats_roles`` gives that service the few hub scopes its sweep needs, hub admins the seats
+  scopes (cohort admins get theirs in :mod:`grader.hub.roles`), and students (``nbgrader-<course>``)
+  the right to call the service, which their servers' tokens use to report the lessons run
+  (:mod:`grader.seats.lesson_reports`; the token scope is in ``grader.hub.roles.server_token_scopes``);
+- ``seats_server_environment`` tells users' servers on this machine where to report them.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from grader.hub.roles import SEATS_MANAGER_SCOPES, SEATS_READ, SEATS_SERVICE, SE
 from grader.hub.settings import HubSettings
 from grader.seats.db import URL_ENV, open_seats_db
 from grader.seats.enforcement import SeatEnforcement
+from grader.seats.lesson_reports import URL_ENV as LESSONS_URL_ENV
 
 SEATS_SCOPES = {
     SEATS_READ: {
@@ -64,7 +68,7 @@ def seats_policy(settings: HubSettings) -> SeatEnforcement | None:
 
 def seats_service(settings: HubSettings) -> dict:
     seats = settings.seats
-    command = [sys.executable, "-m", "grader.seats.service", f"--homes-dir={settings.homes_dir}",
+    command = [sys.executable, "-m", "grader.seats.service",
                f"--sweep-every={seats.sweep_every}", f"--staff-bypass={'yes' if seats.staff_bypass else 'no'}"]
     command += [f"--course={course.course_id}={settings.course(course.course_id).course_dir}"
                 for course in settings.courses]
@@ -86,6 +90,17 @@ def seats_service(settings: HubSettings) -> dict:
     }
 
 
+def lessons_url(settings: HubSettings, *, host: str | None = None) -> str:
+    """Where users' servers report the lessons run: the seats service, reached directly (not through
+    the proxy, whose public address a server does not know)."""
+    return f"http://{host or settings.ip}:{settings.seats.service_port}/services/{SEATS_SERVICE}/api/lesson-runs"
+
+
+def seats_server_environment(settings: HubSettings) -> dict[str, str]:
+    """What users' servers on this machine need in their environment for seats (nothing when off)."""
+    return {LESSONS_URL_ENV: lessons_url(settings)} if settings.seats.enabled else {}
+
+
 def seats_services(settings: HubSettings) -> list[dict]:
     return [seats_service(settings)] if settings.seats.enabled else []
 
@@ -105,6 +120,12 @@ def seats_roles(settings: HubSettings) -> list[dict]:
             "description": "Manage every organisation's seats (hub admins)",
             "scopes": SEATS_MANAGER_SCOPES,
             "users": list(settings.admins),
+        },
+        {
+            "name": "seats-learner",
+            "description": "Call the seats service: a learner's server reports the lessons run (nothing to read)",
+            "scopes": [f"access:services!service={SEATS_SERVICE}"],
+            "groups": [course.student_group for course in settings.courses],
         },
     ]
 

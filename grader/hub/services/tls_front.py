@@ -24,12 +24,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 from grader.hub.layers import ConfigError
 from grader.hub.settings import HubSettings, config_path
@@ -209,10 +210,10 @@ def _check_readable(key: str, path: Path, source: str) -> None:
         raise ConfigError(f"{source}: {key}: {path}: {error.strerror}") from None
 
 
-def _alive(pid: int) -> bool:
+def _alive(process: psutil.Process) -> bool:
     try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
 
 
@@ -223,18 +224,22 @@ def stop_stale_front(settings: HubSettings) -> int | None:
     Only the process in the pid file whose command line names this hub's Caddyfile is touched.
     """
     try:
-        pid = int((front_dir(settings) / PID_FILE_NAME).read_text())
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except (OSError, ValueError):
+        process = psutil.Process(int((front_dir(settings) / PID_FILE_NAME).read_text()))
+        command = process.cmdline()
+    except (OSError, ValueError, psutil.Error):
         return None
-    if str(caddyfile_path(settings)).encode() not in command or not _alive(pid):
+    if str(caddyfile_path(settings)) not in command or not _alive(process):
         return None
-    os.kill(pid, signal.SIGTERM)  # Caddy's graceful stop
-    deadline = time.monotonic() + STALE_FRONT_GRACE
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    if _alive(pid):
-        os.kill(pid, signal.SIGKILL)
+    pid = process.pid
+    try:
+        process.terminate()  # Caddy's graceful stop; psutil checks the pid was not reused meanwhile
+        deadline = time.monotonic() + STALE_FRONT_GRACE
+        while _alive(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(process):
+            process.kill()
+    except psutil.NoSuchProcess:
+        pass
     print(f"[aicourse] stopped the TLS front a previous hub left running (pid {pid})", file=sys.stderr, flush=True)
     return pid
 

@@ -9,8 +9,12 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from grader.exchange.plugins.config import http_exchange_config
+
+# Where a server opens (c.Spawner.default_url), but at a student's first start: first_start_url.
+DEFAULT_URL = "/lab/tree/courses"
 
 # Generated files that must never be copied into a student's home.
 _SKIP_NAMES = {"__pycache__", ".ipynb_checkpoints", ".pytest_cache"}
@@ -73,6 +77,21 @@ def home_of(spawner) -> Path:
     if home:
         return Path(home)
     return Path(pwd.getpwnam(getattr(spawner, "account", None) or spawner.user.name).pw_dir)
+
+
+def is_first_start(home: Path) -> bool:
+    """Whether the hub has never prepared this home: no nbgrader config written yet (checked before
+    :func:`prepare_home` writes it)."""
+    return not (home / ".jupyter" / "nbgrader_config.py").exists()
+
+
+def first_start_url(home: Path, *, start_here: str, first: bool, course_ids: list[str]) -> str:
+    """The server's default URL for this start: the course's start-here page (``start_here``,
+    relative to the home, copied there with the lessons) at a student's first start, else the
+    courses folder. Later starts open the courses folder (Lab restores the student's own layout)."""
+    if first and course_ids and start_here and (home / start_here).is_file():
+        return "/lab/tree/" + quote(start_here)
+    return DEFAULT_URL
 
 
 def prepare_home(home: Path, *, username: str, course_ids: list[str], exchange_root: Path, courses_dir: Path | None,

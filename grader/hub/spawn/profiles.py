@@ -1,12 +1,19 @@
 """Spawn profiles: the form a user picks resources on, the limits each sets, and GPUs never shared.
 
 JupyterHub calls :class:`ProfileSpawning`'s methods as its ``options_form``,
-``options_from_form``, ``apply_user_options`` and ``post_stop_hook``. Which profiles a user sees
+``options_from_form``, ``pre_spawn_hook`` and ``post_stop_hook``. Which profiles a user sees
 is decided by their hub groups; a profile with GPUs is shown but cannot be picked, with the reason,
-when the machine has no GPU or every GPU is taken. ``apply_user_options`` checks the choice again,
+when the machine has no GPU or every GPU is taken; with only one profile this machine can start
+there is nothing to choose and no form. The pre-spawn hook checks the choice again,
 since the REST API takes user options without the form. An optional :class:`SpawnPolicy` (cohort
 seats, :mod:`grader.seats.enforcement`) may refuse a start, narrow the profiles further, and is told
 of every start and stop.
+
+A start that cannot go ahead (no seat, a profile the user may not pick, no GPU free) raises
+JupyterHub 6's ``SpawnException`` with the message the user reads, a ``reason`` (``seat``,
+``profile``, ``gpu``) that labels the hub's spawn metrics, and a status code. It is raised from the
+pre-spawn hook, not from ``apply_user_options``: JupyterHub logs a traceback for anything raised
+there, and none for a ``SpawnException`` from the pre-spawn hook (a policy refusal, not an error).
 """
 
 from __future__ import annotations
@@ -16,27 +23,43 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from html import escape
-from typing import Callable, Mapping, Protocol, Sequence
+from typing import Awaitable, Callable, Mapping, Protocol, Sequence
 
-from tornado import web
+from jupyterhub.spawner import SpawnException
 
 from grader.hub.settings import Profile
 
 
 class ProfileError(ValueError):
-    """A profile that cannot be started; the message is shown to the user."""
+    """A profile that cannot be started; the message is shown to the user.
+
+    ``reason`` labels the refusal in JupyterHub's spawn metrics: ``profile`` (not one the user may
+    pick) or ``gpu`` (no GPU for it now); ``status_code`` is what the REST API answers."""
+
+    def __init__(self, message: str, *, reason: str = "profile", status_code: int = 400):
+        super().__init__(message)
+        self.reason = reason
+        self.status_code = status_code
+
+
+def start_refused(error: ProfileError) -> SpawnException:
+    """The refusal JupyterHub shows as it is and counts as a failure with ``error.reason``, not as an error."""
+    message = str(error)
+    return SpawnException(message[:1].upper() + message[1:] + ("" if message.endswith(".") else "."),
+                          reason=error.reason, status_code=error.status_code)
 
 
 class SpawnPolicy(Protocol):
-    """A hook into server starts beyond groups, e.g. the seats a user holds."""
+    """A hook into server starts beyond groups, e.g. the seats a user holds. Its methods are
+    coroutines: a policy that asks a database does so off the hub's event loop."""
 
-    def profiles_for(self, spawner) -> frozenset[str] | None:
-        """Slugs the user may pick (None: no further limit); raises ``web.HTTPError`` to refuse any start."""
+    async def profiles_for(self, spawner) -> frozenset[str] | None:
+        """Slugs the user may pick (None: no further limit); raises ``SpawnException`` to refuse any start."""
 
-    def started(self, spawner, profile: str, gpus: int) -> None:
+    async def started(self, spawner, profile: str, gpus: int) -> None:
         """A start with this profile and this many GPUs was accepted."""
 
-    def stopped(self, spawner) -> None:
+    async def stopped(self, spawner) -> None:
         """The server stopped (or its start failed)."""
 
 
@@ -89,7 +112,7 @@ class GpuAllocator:
         free = self.free()
         if count > len(free):
             raise ProfileError(f"all {len(self.devices)} GPUs are in use ({len(free)} free, {count} needed); "
-                               "try again later or pick a CPU profile")
+                               "try again later or pick a CPU profile", reason="gpu", status_code=503)
         for device in free[:count]:
             self._owner_of[device] = owner
         return free[:count]
@@ -110,11 +133,19 @@ def _group_names(spawner) -> set[str]:
 class ProfileSpawning:
     """The spawn form and what picking a profile does, for one hub's profiles and GPUs."""
 
-    def __init__(self, profiles: Sequence[Profile], inventory: GpuInventory, policy: SpawnPolicy | None = None):
+    def __init__(self, profiles: Sequence[Profile], inventory: GpuInventory, policy: SpawnPolicy | None = None,
+                 prepare: Callable[[object], Awaitable[None]] | None = None):
         self.profiles = tuple(profiles)
         self.inventory = inventory
         self.allocator = GpuAllocator(inventory.devices)
         self.policy = policy
+        # What else runs before a start once it is accepted (the home's lessons and nbgrader config).
+        self.prepare = prepare
+
+    def __deepcopy__(self, memo) -> ProfileSpawning:
+        # traitlets deep-copies config values into every Spawner (the hooks are bound methods of this
+        # object): all of them must share this one GPU allocator, or two users could get one GPU.
+        return self
 
     def allowed(self, groups: set[str], slugs: frozenset[str] | None = None) -> list[Profile]:
         """The profiles a member of ``groups`` may pick, in the configured order (only ``slugs``, if given)."""
@@ -140,13 +171,16 @@ class ProfileSpawning:
             for profile in allowed:
                 if not self.unavailable_reason(profile):
                     return profile
-            raise ProfileError("no profile you may use is available")
+            raise ProfileError("no profile you may use is available", reason="gpu" if allowed else "profile",
+                               status_code=503 if allowed else 403)
         chosen = next((p for p in allowed if p.slug == slug), None)
         if chosen is None:
             raise ProfileError(f"you may not use the profile {slug!r}")
         reason = self.unavailable_reason(chosen)
         if reason:
-            raise ProfileError(f"{chosen.display_name} is not available: {reason}")
+            in_use = chosen.gpus <= len(self.inventory.devices)
+            raise ProfileError(f"{chosen.display_name} is not available: {reason}", reason="gpu",
+                               status_code=503 if in_use else 400)
         return chosen
 
     def start(self, owner: str, groups: set[str], user_options: Mapping,
@@ -181,39 +215,55 @@ class ProfileSpawning:
 
     # --- JupyterHub's hooks ---
 
-    def _policy_slugs(self, spawner) -> frozenset[str] | None:
-        return self.policy.profiles_for(spawner) if self.policy else None
+    async def _policy_slugs(self, spawner) -> frozenset[str] | None:
+        return await self.policy.profiles_for(spawner) if self.policy else None
 
-    def options_form(self, spawner) -> str:
-        return self.form_html(_group_names(spawner), self._policy_slugs(spawner))
+    async def options_form(self, spawner) -> str:
+        # A refused user gets the refusal (403 and its message) instead of a form.
+        groups, slugs = _group_names(spawner), await self._policy_slugs(spawner)
+        # Profiles this machine could ever start (not one needing more GPUs than it has).
+        possible = [p for p in self.allowed(groups, slugs) if p.gpus <= len(self.inventory.devices)]
+        if len(possible) == 1 and not self.unavailable_reason(possible[0]):
+            # Nothing to choose: no form, the server starts at once with that profile (JupyterHub
+            # skips the page when the form is empty; the pre-spawn hook picks the one available).
+            return ""
+        return self.form_html(groups, slugs)
 
     @staticmethod
     def options_from_form(form_data: Mapping[str, list[str]]) -> dict:
         return {"profile": form_data["profile"][0]} if form_data.get("profile") else {}
 
-    def apply_user_options(self, spawner, user_options: Mapping) -> None:
-        slugs = self._policy_slugs(spawner)  # a refusal raises here, before any GPU is claimed
+    @staticmethod
+    def apply_user_options(spawner, user_options: Mapping) -> None:
+        """Nothing: the pre-spawn hook applies the profile, since JupyterHub logs any refusal raised
+        here with a traceback. Set so that JupyterHub knows the options are handled."""
+
+    async def pre_spawn_hook(self, spawner) -> None:
+        """Refuse the start or apply its profile (limits, GPUs), meter it, then prepare the home."""
+        slugs = await self._policy_slugs(spawner)  # a refusal raises here, before any GPU is claimed
         if not self.profiles:
             # No profiles configured: servers start as the spawner's own settings say.
-            if self.policy:
-                self.policy.started(spawner, "default", 0)
-            return
-        try:
-            profile, devices = self.start(_owner(spawner), _group_names(spawner), user_options or {}, slugs)
-        except ProfileError as error:
-            raise web.HTTPError(400, str(error)) from error
+            profile_slug, devices = "default", []
+        else:
+            try:
+                profile, devices = self.start(_owner(spawner), _group_names(spawner), spawner.user_options or {}, slugs)
+            except ProfileError as error:
+                raise start_refused(error) from None
+            profile_slug = profile.slug
+            spawner.log.info("%s starts with profile %s, GPUs %s", _owner(spawner), profile.slug, devices or "none")
+            # Set every time: JupyterHub reuses a user's Spawner from one start to the next.
+            spawner.mem_limit = profile.mem_limit
+            spawner.cpu_limit = profile.cpu_limit
+            if spawner.has_trait("max_tasks"):  # the secure spawner's pids limit (grader/hub/spawn/local_spawner.py)
+                spawner.max_tasks = profile.max_tasks
+            # An empty list hides every GPU from a CPU profile's server.
+            spawner.environment = {**spawner.environment, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
         if self.policy:
-            self.policy.started(spawner, profile.slug, len(devices))
-        spawner.log.info("%s starts with profile %s, GPUs %s", _owner(spawner), profile.slug, devices or "none")
-        # Set every time: JupyterHub reuses a user's Spawner from one start to the next.
-        spawner.mem_limit = profile.mem_limit
-        spawner.cpu_limit = profile.cpu_limit
-        if spawner.has_trait("max_tasks"):  # the secure spawner's pids limit (grader/hub/spawn/local_spawner.py)
-            spawner.max_tasks = profile.max_tasks
-        # An empty list hides every GPU from a CPU profile's server.
-        spawner.environment = {**spawner.environment, "CUDA_VISIBLE_DEVICES": ",".join(devices)}
+            await self.policy.started(spawner, profile_slug, len(devices))
+        if self.prepare is not None:
+            await self.prepare(spawner)
 
-    def post_stop_hook(self, spawner) -> None:
+    async def post_stop_hook(self, spawner) -> None:
         self.allocator.release(_owner(spawner))
         if self.policy:
-            self.policy.stopped(spawner)
+            await self.policy.stopped(spawner)

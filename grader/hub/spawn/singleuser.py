@@ -18,12 +18,15 @@ starts every server this way (``grader.hub.spawn.servers.singleuser_command``). 
   default registry without asking node. Where node is not on the PATH JupyterLab does the same.
 
 Nothing else changes: the same extensions load, configured by ``JUPYTER_CONFIG_PATH`` as before.
+One more thing is done before the server starts: SIGINT, which the hub sends first to stop a server,
+takes the server's own orderly stop, as SIGTERM does (:func:`sigint_as_sigterm`).
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
+import signal
 import sys
 import threading
 import types
@@ -98,7 +101,39 @@ def defer_start_up_work() -> None:
     skip_yarn_registry_lookup()
 
 
+def sigint_as_sigterm() -> None:
+    """SIGINT stops the server as SIGTERM does: its own orderly stop (kernels shut down, then exit).
+
+    The hub stops a server with SIGINT first, then SIGTERM after ``interrupt_timeout`` (10 s).
+    Jupyter Server handles SIGTERM, but SIGINT only with a terminal on stdin; otherwise (a hub
+    run from a script or as a service) SIGINT is a ``KeyboardInterrupt`` through the event loop:
+    kernels left to notice their parent died, and seconds more before the process ends. Before the
+    server has set its SIGTERM handler, SIGINT stays a ``KeyboardInterrupt``."""
+    def on_sigint(signum, frame):
+        handler = signal.getsignal(signal.SIGTERM)
+        if not callable(handler):
+            raise KeyboardInterrupt
+        handler(signal.SIGTERM, frame)
+
+    signal.signal(signal.SIGINT, on_sigint)
+
+
+def kernel_culling_args(timeout: int, every: int, connected: bool) -> list[str]:
+    """The server's options that shut down its idle kernels (none when ``timeout`` is 0).
+
+    Jupyter Server never culls kernels by default: a forgotten notebook holds its kernel's memory
+    (and a GPU's) until the whole server is stopped. A kernel running code is never culled
+    (``cull_busy`` stays off); ``connected`` also culls kernels a browser tab is still open on."""
+    if not timeout:
+        return []
+    return [f"--MappingKernelManager.cull_idle_timeout={int(timeout)}",
+            f"--MappingKernelManager.cull_interval={int(every)}",
+            f"--MappingKernelManager.cull_connected={bool(connected)}",
+            "--MappingKernelManager.cull_busy=False"]
+
+
 def main() -> None:
+    sigint_as_sigterm()
     defer_start_up_work()
     from jupyterhub.singleuser import main as singleuser_main
 

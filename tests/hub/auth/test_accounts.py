@@ -220,3 +220,145 @@ def test_expired_unknown_and_failed_invitations(store):
     store.redeem_invitation(token, "ada", "correct horse battery", now=1002)
     with pytest.raises(AccountError, match="positive"):
         store.create_invitation(valid_seconds=0)
+
+
+# --- lockout per name, known or not -------------------------------------------------------------
+
+
+def test_an_unknown_name_is_locked_exactly_like_an_account(store):
+    store.create("ada", "correct horse battery")
+    answers = {}
+    for name in ("ada", "ghost"):
+        answers[name] = [store.check_login(name, "wrong password!", now=1000) for _ in range(3)]
+    for known, unknown in zip(answers["ada"], answers["ghost"]):
+        assert (known.ok, known.reason, known.password_ok) == (unknown.ok, unknown.reason, unknown.password_ok)
+    assert [r.locked_until for r in answers["ada"]] == [0, 0, 1060] == [r.locked_until for r in answers["ghost"]]
+    # While locked, the right password changes nothing: same answer for the account and the unknown name.
+    assert store.check_login("ada", "correct horse battery", now=1030) == store.check_login("ghost", "x" * 12, now=1030)
+    assert store.locked(now=1030) == [("ada", 1060), ("ghost", 1060)]
+    assert store.check_login("ada", "correct horse battery", now=1060).ok
+    assert store.locked(now=1060) == []
+
+
+def test_known_and_unknown_names_cost_the_same_work(store, monkeypatch):
+    """One Argon2id check and one failure write for both; a locked name: neither, for both."""
+    store.create("ada", "correct horse battery")
+    calls = []
+    real_matches, real_failure = accounts.password_matches, AccountStore._record_failure
+    monkeypatch.setattr(accounts, "password_matches", lambda *a: calls.append("hash") or real_matches(*a))
+    monkeypatch.setattr(AccountStore, "_record_failure", lambda self, *a: calls.append("write") or real_failure(self, *a))
+    work = {}
+    for name in ("ada", "ghost"):
+        calls.clear()
+        for _ in range(4):  # three failures lock it; the fourth is refused as locked
+            store.check_login(name, "wrong password!", now=1000)
+        work[name] = list(calls)
+    assert work["ada"] == work["ghost"] == ["hash", "write"] * 3
+
+
+def test_unlock_clears_a_lock_and_a_new_password_does_too(store):
+    store.create("ada", "correct horse battery")
+    for _ in range(3):
+        store.check_login("ada", "wrong password!")
+    assert not store.check_login("ada", "correct horse battery").ok
+    assert store.unlock("ada") and not store.unlock("ada")
+    assert store.check_login("ada", "correct horse battery").ok
+    for _ in range(3):
+        store.check_login("ada", "wrong password!")
+    store.set_password("ada", "a brand new password")
+    assert store.check_login("ada", "a brand new password").ok
+
+
+def test_failures_are_forgotten_a_day_after_the_last_one(store):
+    store.create("ada", "correct horse battery")
+    for _ in range(2):
+        store.check_login("ada", "wrong password!", now=1000)
+        store.check_login("ghost", "wrong password!", now=1000)
+    later = 1000 + accounts.FAILURE_MEMORY_SECONDS + 1
+    assert store.check_login("ada", "wrong password!", now=later).locked_until == 0  # a fresh count
+    with sqlite3.connect(store.path) as db:  # the unknown name's row is gone, not kept for ever
+        assert [row[0] for row in db.execute("SELECT name FROM login_throttle")] == ["ada"]
+
+
+def test_counters_of_an_old_database_move_to_the_per_name_table(tmp_path):
+    path = tmp_path / "old.sqlite"
+    AccountStore(path).create("ada", "correct horse battery")
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE accounts SET failed_logins = 5, locked_until = ?", (time.time() + 600,))
+    store = AccountStore(path)
+    assert [name for name, _ in store.locked()] == ["ada"]
+    assert store.check_login("ada", "correct horse battery").locked_until
+
+
+# --- changing and resetting passwords ----------------------------------------------------------
+
+
+def test_a_change_needs_the_current_password_and_a_wrong_one_counts_as_a_failure(store):
+    store.create("ada", "correct horse battery")
+    assert not store.change_password("ada", "wrong password!", "a brand new password", now=1000).ok
+    assert store.check_login("ada", "correct horse battery", now=1000).ok  # unchanged
+    with pytest.raises(AccountError, match="shorter than 10"):
+        store.change_password("ada", "correct horse battery", "short")
+    for _ in range(3):
+        result = store.change_password("ada", "wrong password!", "a brand new password", now=2000)
+    assert result.locked_until == 2060
+    assert store.change_password("ada", "correct horse battery", "a brand new password", now=2001).locked_until
+    assert store.change_password("ada", "correct horse battery", "a brand new password", now=2061).ok
+    assert store.check_login("ada", "a brand new password", now=2062).ok
+    assert not store.check_login("ada", "correct horse battery", now=2062).ok
+
+
+def test_a_reset_token_sets_the_password_once_and_unlocks(store, tmp_path):
+    store.create("ada", "correct horse battery")
+    for _ in range(3):
+        store.check_login("ada", "wrong password!", now=1000)
+    token = store.create_reset("ada", valid_seconds=3600, created_by="boss", now=1000)
+    assert token.encode() not in (tmp_path / "accounts.sqlite").read_bytes()
+    assert store.reset_user(token, now=1001) == "ada"
+    with pytest.raises(AccountError, match="shorter than 10"):
+        store.redeem_reset(token, "short", now=1001)
+    assert store.redeem_reset(token, "a brand new password", now=1002) == "ada"
+    assert store.check_login("ada", "a brand new password", now=1003).ok  # no longer locked
+    with pytest.raises(AccountError, match="already been used"):
+        store.redeem_reset(token, "another new password", now=1004)
+
+
+def test_reset_tokens_expire_are_replaced_and_need_an_account(store):
+    store.create("ada", "correct horse battery")
+    first = store.create_reset("ada", valid_seconds=60, now=1000)
+    with pytest.raises(AccountError, match="expired"):
+        store.reset_user(first, now=1060)
+    second = store.create_reset("ada", valid_seconds=60, now=1070)
+    third = store.create_reset("ada", valid_seconds=60, now=1071)
+    with pytest.raises(AccountError, match="not valid"):  # a newer link replaces an older one
+        store.redeem_reset(second, "a brand new password", now=1072)
+    assert store.redeem_reset(third, "a brand new password", now=1072) == "ada"
+    with pytest.raises(AccountError, match="no account 'ghost'"):
+        store.create_reset("ghost", valid_seconds=60)
+    with pytest.raises(AccountError, match="not valid"):
+        store.reset_user("made-up-token")
+    with pytest.raises(AccountError, match="positive"):
+        store.create_reset("ada", valid_seconds=0)
+
+
+# --- rate limits -------------------------------------------------------------------------------
+
+
+def test_the_rate_limiter_counts_per_address_and_per_name_within_a_window():
+    limiter = accounts.RateLimiter(per_address=4, per_name=2, window_seconds=60)
+    assert limiter.hit("signup", address="10.0.0.1", name="ann", now=1000) == 0
+    assert limiter.hit("signup", address="10.0.0.2", name="ann", now=1001) == 0
+    # A third request for "ann" is refused from any address, until the first one leaves the window.
+    assert limiter.hit("signup", address="10.0.0.3", name="ann", now=1002) == 1060
+    # Per address: "10.0.0.1" may make four, whatever the names; other kinds count apart.
+    for name in ("bo", "cy", "di"):
+        assert limiter.hit("signup", address="10.0.0.1", name=name, now=1010) == 0
+    assert limiter.hit("signup", address="10.0.0.1", name="ed", now=1011) == 1060
+    assert limiter.hit("reset", address="10.0.0.1", name="ed", now=1011) == 0
+    # A refused request is not counted: "ed" may still ask twice from elsewhere.
+    assert limiter.hit("signup", address="10.0.0.9", name="ed", now=1012) == 0
+    assert limiter.hit("signup", address="10.0.0.9", name="ed", now=1012) == 0
+    assert limiter.hit("signup", address="10.0.0.3", name="ann", now=1060) == 0
+    # Old keys are swept, so memory stays bounded.
+    limiter.hit("signup", address="10.0.0.9", now=5000)
+    assert set(limiter._events) == {("signup", "address", "10.0.0.9")}

@@ -60,13 +60,39 @@ def test_the_cli_approves_and_invites(tmp_path, capsys):
     assert AccountStore(db).invitation_is_open(parse_qs(urlparse(link).query)["invite"][0]) == ""
 
 
+def test_the_cli_makes_reset_links_and_unlocks(tmp_path, capsys):
+    db = tmp_path / "accounts.sqlite"
+    store = AccountStore(db, max_failed_logins=2)
+    store.create("ann", "long enough pw")
+    for _ in range(2):
+        store.check_login("ann", "a wrong password")
+    assert main(["accounts", "--accounts-db", str(db), "locked"]) == 0
+    assert capsys.readouterr().out.startswith("ann\tuntil ")
+    assert main(["accounts", "--accounts-db", str(db), "reset", "ann", "--hours", "2", "--hub-url", "http://h:1"]) == 0
+    out = capsys.readouterr().out
+    assert "valid 2 hours" in out
+    (link,) = re.findall(r"http://h:1/hub/password/reset\?token=\S+", out)
+    assert AccountStore(db).redeem_reset(parse_qs(urlparse(link).query)["token"][0], "a new password!") == "ann"
+    assert AccountStore(db).check_login("ann", "a new password!").ok  # the reset cleared the lock
+    for _ in range(2):
+        store.check_login("ann", "a wrong password")
+    assert main(["accounts", "--accounts-db", str(db), "unlock", "ann"]) == 0
+    assert capsys.readouterr().out == "unlocked ann\n" and AccountStore(db).check_login("ann", "a new password!").ok
+    assert main(["accounts", "--accounts-db", str(db), "locked"]) == 0
+    assert capsys.readouterr().out == "no name is locked\n"
+    assert main(["accounts", "--accounts-db", str(db), "reset", "bob", "--hub-url", "http://h:1"]) == 2
+    assert "no account 'bob'" in capsys.readouterr().err
+
+
 def test_with_signup_off_only_the_admin_page_is_routed(tmp_path):
     authenticator = PlatformAuthenticator(accounts_db=str(tmp_path / "a.sqlite"), signup_mode="off")
     assert [route[1] for route in signup_handlers(authenticator)] == [SignupAdminHandler]
     routes = {route[0] for route in authenticator.get_handlers(None)}
     assert "/signup/admin" in routes and "/signup" not in routes
     on = PlatformAuthenticator(accounts_db=str(tmp_path / "b.sqlite"), signup_mode="approval")
-    assert {route[0] for route in on.get_handlers(None)} >= {"/login", "/signup", "/signup/admin"}
+    assert {route[0] for route in on.get_handlers(None)} >= {"/login", "/signup", "/signup/admin", "/password",
+                                                              "/password/reset", "/accounts"}
+    assert {"/password", "/password/reset", "/accounts"} <= routes  # with sign-up off too
 
 
 # --- the pages, on a real hub -------------------------------------------------------------------
@@ -116,7 +142,14 @@ def _admin_post(hub, session: requests.Session, **data) -> requests.Response:
 @pytest.mark.slow
 @pytest.mark.hub
 def test_a_request_waits_for_an_admin_and_says_so(hub):
-    assert 'href="/hub/signup"' in requests.get(f"{hub.url}/hub/login").text
+    login_page = requests.get(f"{hub.url}/hub/login").text
+    assert 'href="/hub/signup"' in login_page and "Forgot your password?" in login_page
+    assert "Open the invitation link" not in login_page
+    # Approval mode: the request form, and that an admin approves it; nothing about needing a link.
+    form = requests.get(f"{hub.url}/hub/signup")
+    assert form.status_code == 200 and "Ask for an account" in form.text and 'value="Send request"' in form.text
+    assert "An admin approves each request" in form.text and "needs an invitation" not in form.text
+    assert "signup-error" not in form.text and "signup-info" not in form.text
     answer = _sign_up(hub, "newbie", "a long password")
     assert answer.status_code == 200 and "You can sign in once an admin has approved it" in answer.text
     refused = _try_login(hub, "newbie", "a long password")

@@ -1,9 +1,9 @@
 """The Zero-to-JupyterHub values: merged in deploy.sh's order, validated, and driven by platform.yaml.
 
-No Kubernetes cluster, Helm binary or chart can be had here, so: the merged values of each
-environment are validated against our hand-written schema of the chart keys we use
-(hub_config/helm/z2jh-values.schema.json) and, when ``Z2JH_CHART_DIR`` points at an unpacked chart,
-against the chart's own ``values.schema.json``; the profiles are turned into real pod specs by
+No Kubernetes cluster or Helm binary can be had here, so: the merged values of each environment
+are validated against the chart's own ``values.schema.json``, as helm validates them, from an
+unpacked chart of deploy.sh's version (tests/hub/kubernetes/chart.py says where it is looked for;
+without one these tests fail, they never skip); the profiles are turned into real pod specs by
 KubeSpawner's own pod builder and those, like the grading worker's pod and network policy, are
 validated against the Kubernetes API schemas that kubernetes-validate ships.
 """
@@ -22,10 +22,10 @@ import kubernetes_asyncio.config.kube_config
 import kubernetes_validate
 import pytest
 import yaml
+from jupyterhub.spawner import SpawnException
 from kubespawner.objects import make_pod
 from kubespawner.spawner import KubeSpawner
 from sqlalchemy import select
-from tornado import web
 from traitlets.config import Config
 
 from grader.exchange.plugins.base import URL_ENV
@@ -54,52 +54,23 @@ from grader.resources import REPO_ROOT
 from grader.seats.db import close_seats_db
 from grader.seats.models import UsageRecord
 from grader.seats.store import assign_seat, create_cohort, create_organisation, revoke_seat
+from tests.hub.kubernetes.chart import (
+    CHART_DIR_ENV,
+    SECRET_EXAMPLE,
+    ChartNotFound,
+    chart_values,
+    chart_version,
+    deploy_order,
+    environments,
+    helm_merge,
+    load_values_file,
+    locate_chart,
+    merged_values,
+)
 
-ENVIRONMENTS = ["staging", "production"]
+ENVIRONMENTS = environments()
 # The Kubernetes version the manifests are checked against (kubernetes-validate ships its schemas).
 KUBERNETES_VERSION = "1.32.0"
-SECRET_EXAMPLE = HELM_DIR / "secret.values.example.yaml"
-
-
-# --- Helm's merge, and deploy.sh's order ------------------------------------------------------------
-
-def helm_merge(*layers):
-    """Merge values files as ``helm -f a -f b`` does: maps key by key, anything else (lists
-    included) replaced whole by the later file, and ``null`` deleting the key."""
-    merged: dict = {}
-    for layer in layers:
-        for key, value in (layer or {}).items():
-            if value is None:
-                merged.pop(key, None)
-            elif isinstance(value, dict) and isinstance(merged.get(key), dict):
-                merged[key] = helm_merge(merged[key], value)
-            else:
-                merged[key] = value
-    return merged
-
-
-def deploy_order(env: str) -> list[str]:
-    """The values files deploy.sh passes to helm for ``env``, in its order (read from the script)."""
-    script = (HELM_DIR / "deploy.sh").read_text()
-    body = re.search(r"values_files\(\) \{(.*?)\n\}", script, re.S).group(1)
-    return [name.replace("$env", env) for name in re.findall(r'echo "\$HERE/([^"]+)"', body)]
-
-
-def load_values_file(name: str):
-    path = HELM_DIR / name
-    if name.endswith(".secret.values.yaml") and not path.exists():
-        # The encrypted files hold real secrets and are not in the repository; the example has
-        # the same keys with placeholders.
-        path = SECRET_EXAMPLE
-    return yaml.safe_load(path.read_text())
-
-
-def merged_values(env: str) -> dict:
-    return helm_merge(*(load_values_file(name) for name in deploy_order(env)))
-
-
-def our_schema() -> dict:
-    return json.loads((HELM_DIR / "z2jh-values.schema.json").read_text())
 
 
 def test_helm_merge_merges_maps_and_replaces_lists():
@@ -129,45 +100,87 @@ def test_the_overlay_wins_over_the_base():
     assert merged_values("staging")["hub"]["db"]["type"] == "sqlite-pvc"
 
 
-# --- schemas ----------------------------------------------------------------------------------------
+# --- the chart's schema -----------------------------------------------------------------------------
+
+def schema_errors(chart: Path, values: dict) -> list[str]:
+    """Where ``values`` break the chart's values.schema.json, once merged over the chart's defaults
+    (what helm validates before it renders anything)."""
+    schema = json.loads((chart / "values.schema.json").read_text())
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(chart_values(chart, values))]
+
+
+def test_every_environment_overlay_is_deployed_and_validated():
+    assert ENVIRONMENTS == ["production", "staging"]
+
 
 @pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_merged_values_validate_against_our_chart_schema(env):
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}"
-              for e in jsonschema.Draft202012Validator(our_schema()).iter_errors(merged_values(env))]
-    assert errors == []
+def test_merged_values_validate_against_the_chart_schema(chart, env):
+    assert schema_errors(chart, merged_values(env)) == []
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_values_rendered_now_validate_against_the_chart_schema(chart, env):
+    # What values.py generates from the settings as they are now, in the rendered file's place.
+    rendered = render_values(platform_layers())
+    assert schema_errors(chart, merged_values(env, {"platform.values.yaml": rendered})) == []
 
 
 @pytest.mark.parametrize("mistake, where", [
     ({"hub": {"db": {"type": "postgresql"}}}, "hub.db.type"),
-    ({"singleuser": {"image": {"tag": "latest"}}}, "singleuser.image.tag"),
     ({"singleuser": {"storage": {"capacty": "10Gi"}}}, "singleuser.storage"),
-    ({"hub": {"extraConfig": {"00-x.py": "c.JupyterHub.x = 1"}}}, "hub.extraConfig"),
     ({"cull": {"timeout": "1h"}}, "cull.timeout"),
+    ({"hub": {"extraFiles": {"platform-yaml": {"mountPath": None, "path": "/etc/x.yaml"}}}}, "hub.extraFiles.platform-yaml"),
+    ({"singleuser": {"profileList": {"cpu": {}}}}, "singleuser.profileList"),
+    ({"hub": {"servises": {}}}, "hub"),
 ])
-def test_our_chart_schema_rejects_mistakes(mistake, where):
+def test_the_chart_schema_rejects_mistakes(chart, mistake, where):
     values = helm_merge(merged_values("staging"), mistake)
-    paths = {".".join(map(str, e.absolute_path)) for e in jsonschema.Draft202012Validator(our_schema()).iter_errors(values)}
-    assert where in paths
+    assert any(error.startswith(where + ":") for error in schema_errors(chart, values)), schema_errors(chart, values)
 
 
-def _chart_beside_the_checkout() -> str | None:
-    """The chart unpacked next to the repository (../shared/z2jh/jupyterhub-<version>), where the
-    machine that runs the tests provides one."""
-    found = sorted((REPO_ROOT.parent / "shared" / "z2jh").glob("jupyterhub-*/values.schema.json"))
-    return str(found[-1].parent) if found else None
+def test_the_chart_is_the_version_deployed(chart):
+    assert chart_version() == "4.4.0"
+    assert yaml.safe_load((chart / "Chart.yaml").read_text())["version"] == chart_version()
 
 
-@pytest.mark.parametrize("env", ENVIRONMENTS)
-def test_merged_values_validate_against_the_real_chart_schema(env):
-    chart = os.environ.get("Z2JH_CHART_DIR") or _chart_beside_the_checkout()
-    if not chart:
-        pytest.skip("Z2JH_CHART_DIR is not set: the Zero-to-JupyterHub chart (helm pull jupyterhub --repo "
-                    "https://hub.jupyter.org/helm-chart/ --untar) cannot be downloaded here, only from its chart repository")
-    chart_dir = Path(chart)
-    defaults = yaml.safe_load((chart_dir / "values.yaml").read_text())
-    schema = json.loads((chart_dir / "values.schema.json").read_text())
-    jsonschema.validate(helm_merge(defaults, merged_values(env)), schema)
+def test_the_chart_is_found_where_ci_and_developers_have_it(tmp_path, monkeypatch):
+    def unpack(where):
+        where.mkdir(parents=True)
+        (where / "values.schema.json").write_text("{}")
+        (where / "Chart.yaml").write_text(f"name: jupyterhub\nversion: {chart_version()}\n")
+        return where
+
+    checkout, shared = tmp_path / "clone" / "main", tmp_path / "work-shared"
+    checkout.mkdir(parents=True)
+    name = f"jupyterhub-{chart_version()}"
+    # None anywhere: a failure that says where it looked and how to get the chart.
+    with pytest.raises(ChartNotFound) as missing:
+        locate_chart({}, checkout, shared)
+    assert str(checkout.parent / "shared" / "z2jh" / name) in str(missing.value)
+    assert str(shared / name) in str(missing.value) and f"{CHART_DIR_ENV}=" in str(missing.value)
+    # Each place found, and each earlier one in the order wins over the later: the variable, then the
+    # copy beside the checkout (CI's clone in another folder has one), then the shared folder.
+    unpack(shared / name)
+    assert locate_chart({}, checkout, shared) == shared / name
+    unpack(checkout.parent / "shared" / "z2jh" / name)
+    assert locate_chart({}, checkout, shared) == checkout.parent / "shared" / "z2jh" / name
+    pulled = unpack(tmp_path / "pulled" / "jupyterhub")
+    assert locate_chart({CHART_DIR_ENV: str(pulled)}, checkout, shared) == pulled
+    # A variable naming nothing fails, rather than quietly validating against another chart.
+    with pytest.raises(ChartNotFound, match=f"{CHART_DIR_ENV}"):
+        locate_chart({CHART_DIR_ENV: str(tmp_path / "nowhere")}, checkout, shared)
+    # So does a chart of another version.
+    (pulled / "Chart.yaml").write_text("name: jupyterhub\nversion: 4.2.0\n")
+    with pytest.raises(ChartNotFound, match="is version 4.2.0"):
+        locate_chart({CHART_DIR_ENV: str(pulled)}, checkout, shared)
+
+
+def test_no_copy_of_the_chart_or_its_schema_in_the_repository(chart):
+    names = {"values.schema.json", "values.schema.yaml", "z2jh.py"}
+    found = [path for path in (REPO_ROOT / "hub_config").rglob("*") if path.name in names or "schema" in path.name]
+    assert found == []
+    assert not (REPO_ROOT / "hub_config" / "helm" / "z2jh-values.schema.json").exists()
 
 
 # --- rendered from platform.yaml --------------------------------------------------------------------
@@ -530,7 +543,7 @@ def test_hub_pod_config_limits_the_charts_profiles_by_group(tmp_path, kubeconfig
     async def slugs(*groups):
         # An instructor needs no seat, so only the groups decide here.
         spawner = _kubespawner(c, _User("instructor", "formgrade-ai101", *groups))
-        return [(p["slug"], p["default"]) for p in spawner.profile_list(spawner)]
+        return [(p["slug"], p["default"]) for p in await spawner.profile_list(spawner)]
 
     assert asyncio.run(slugs()) == [("cpu", True)]
     assert asyncio.run(slugs("gpu-users")) == [("cpu", True), ("gpu", False)]
@@ -554,24 +567,24 @@ def test_a_learner_gets_only_the_profiles_of_their_cohort(seats):
 
     async def scenario():
         spawner = _kubespawner(c, learner)
-        assert [p["slug"] for p in spawner.profile_list(spawner)] == ["cpu"]
+        assert [p["slug"] for p in await spawner.profile_list(spawner)] == ["cpu"]
         form = await spawner.get_options_form()
         assert "CPU: 2 cores" in form and "GPU: 1 GPU" not in form
         # KubeSpawner itself refuses a profile the list leaves out (e.g. asked for through the API) ...
         with pytest.raises(ValueError, match="No such profile: gpu"):
             await _kubespawner(c, learner, profile="gpu").load_user_options()
         # ... and the pre-spawn hook refuses it first, before anything is metered.
-        with pytest.raises(web.HTTPError) as refused:
-            _kubespawner(c, learner, profile="gpu").run_pre_spawn_hook()
-        assert refused.value.status_code == 400 and "'gpu'" in refused.value.jupyterhub_message
+        with pytest.raises(SpawnException) as refused:
+            await _kubespawner(c, learner, profile="gpu").run_pre_spawn_hook()
+        assert (refused.value.status_code, refused.value.reason) == (400, "profile") and "'gpu'" in refused.value.message
         assert _usage(sessions, "learner") == []
         # A start with the CPU profile is metered to the cohort, and its stop closes the record.
         spawner = _kubespawner(c, learner, profile="cpu")
-        spawner.run_pre_spawn_hook()
+        await spawner.run_pre_spawn_hook()
         await spawner.load_user_options()
         assert spawner.cpu_limit == 2 and spawner.extra_resource_limits == {}
         assert _usage(sessions, "learner") == [("cpu", 0, cohort_id, False)]
-        spawner.run_post_stop_hook()
+        await spawner.run_post_stop_hook()
         assert _usage(sessions, "learner") == [("cpu", 0, cohort_id, True)]
 
     asyncio.run(scenario())
@@ -582,13 +595,13 @@ def test_a_revoked_learner_cannot_start_a_server(seats):
 
     async def scenario():
         spawner = _kubespawner(c, _User("gone", "nbgrader-ai101"), profile="cpu")
-        with pytest.raises(web.HTTPError) as refused:
-            spawner.run_pre_spawn_hook()
-        # The one-machine spawn form's refusal: 403, shown as it is.
-        assert refused.value.status_code == 403
-        assert refused.value.jupyterhub_message.startswith(
+        with pytest.raises(SpawnException) as refused:
+            await spawner.run_pre_spawn_hook()
+        # The one-machine spawn form's refusal: 403, reason "seat", shown as it is.
+        assert (refused.value.status_code, refused.value.reason) == (403, "seat")
+        assert refused.value.message.startswith(
             "You cannot use this hub now: your seat in cohort 'spring' was revoked")
-        with pytest.raises(web.HTTPError):
+        with pytest.raises(SpawnException):
             await spawner.get_options_form()
 
     asyncio.run(scenario())
@@ -600,8 +613,8 @@ def test_staff_need_no_seat_and_get_every_profile_their_groups_allow(seats):
 
     async def scenario():
         spawner = _kubespawner(c, _User("instructor", "formgrade-ai101", "gpu-users"), profile="gpu")
-        assert [p["slug"] for p in spawner.profile_list(spawner)] == ["cpu", "gpu"]
-        spawner.run_pre_spawn_hook()
+        assert [p["slug"] for p in await spawner.profile_list(spawner)] == ["cpu", "gpu"]
+        await spawner.run_pre_spawn_hook()
         await spawner.load_user_options()
         assert spawner.extra_resource_limits == {GPU_RESOURCE: "1"}
 
@@ -701,7 +714,8 @@ def test_deploy_passes_the_files_to_helm_in_order(tmp_path):
     assert [Path(f).name for f in files[:3]] == deploy_order("production")[:3]
     assert files[3] != str(helm_dir / "production.secret.values.yaml"), "helm gets the decrypted copy"
     assert not Path(files[3]).exists(), "the decrypted copy is removed"
-    assert args[:3] == ["upgrade", "--install", "aicourse"] and "4.2.0" in args
+    assert args[:3] == ["upgrade", "--install", "aicourse"]
+    assert args[args.index("--version") + 1] == chart_version() == "4.4.0"
 
 
 def test_deploy_refuses_a_plaintext_secrets_file(tmp_path):

@@ -1,14 +1,16 @@
 """The container images agree with the versions the tests run, and the hub image's config file works.
 
 No image is built here (no container daemon, no registry but PyPI): the Dockerfiles are read and
-checked, and the file the hub image adds to the chart's ``jupyterhub_config.d`` is run the way the
-chart runs it, on the settings file the values mount.
+checked, the scripts their RUN lines use are run against the repository's files, and the file the
+hub image adds to the chart's ``jupyterhub_config.d`` is run the way the chart runs it, on the
+settings file the values mount (tests/hub/kubernetes/test_hub_pod.py runs the chart's whole config).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -34,11 +36,14 @@ from grader.hub.kubernetes.values import (
 )
 from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG
 from grader.resources import HUB_CONFIG_DIR, PACKAGE_DIR, REPO_ROOT, TEMPLATES_DIR
+from tests.hub.kubernetes.chart import chart_version
 
 IMAGES_DIR = HUB_CONFIG_DIR / "images"
 SINGLEUSER = {"cpu": IMAGES_DIR / "Dockerfile.cpu", "gpu": IMAGES_DIR / "Dockerfile.gpu"}
 HUB_DOCKERFILE = IMAGES_DIR / "hub" / "Dockerfile"
 CONFIG_D_FILE = IMAGES_DIR / "hub" / "jupyterhub_config.d" / "50-aicourse.py"
+GPU_REQUIREMENTS = IMAGES_DIR / "singleuser" / "gpu_requirements.py"
+CONSTRAINTS = "/opt/aicourse/requirements/constraints.txt"
 POD_NBGRADER_CONFIG = IMAGES_DIR / "singleuser" / "nbgrader_config.py"
 # Jupyter's system config folder for the images' Python (python:3.11 images: sys.prefix /usr/local).
 IMAGE_JUPYTER_CONFIG_DIR = "/usr/local/etc/jupyter"
@@ -52,37 +57,93 @@ def copies(dockerfile) -> list[tuple[str, str]]:
     return pairs
 
 
-def build_args(dockerfile) -> dict[str, str]:
-    return dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile.read_text(), re.M))
+def _pip_installs(dockerfile) -> list[list[str]]:
+    """The arguments of each ``pip install`` in the Dockerfile's RUN lines (continuation lines
+    joined), split as the shell splits them."""
+    text = dockerfile.read_text().replace("\\\n", " ")
+    return [shlex.split(command.split("pip install", 1)[1])
+            for line in text.splitlines() if line.startswith("RUN ")
+            for command in line.split("&&") if "pip install" in command]
 
 
-def installed_pins(dockerfile) -> dict[str, str]:
-    """``name==version`` requirements the Dockerfile installs, with its ARGs substituted."""
-    text = dockerfile.read_text()
-    for name, value in build_args(dockerfile).items():
-        text = text.replace("${" + name + "}", value)
-    return {re.sub(r"\[.*\]", "", name).lower().replace("_", "-"): version
-            for name, version in re.findall(r'"?([A-Za-z0-9_.\-\[\]]+)==([0-9][^"\s]*)"?', text)}
+def _requirements(args: list[str]) -> list[str]:
+    """What a ``pip install`` names to install (not its options or their values)."""
+    takes_value = {"-c", "-r", "--index-url", "--extra-index-url", "-e"}
+    names, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in takes_value:
+            skip = True
+            if arg == "-e":
+                names.append("-e " + args[args.index("-e") + 1])
+        elif not arg.startswith("-"):
+            names.append(arg)
+    return names
+
+
+def _extras(requirement: str) -> set[str]:
+    return set(re.search(r"\[(.*)\]", requirement).group(1).split(","))
+
+
+def test_no_dockerfile_declares_a_build_arg():
+    # Versions come from the constraints file the tests install from, not from ARGs beside it.
+    for dockerfile in [*SINGLEUSER.values(), HUB_DOCKERFILE]:
+        assert not re.search(r"^ARG ", dockerfile.read_text(), re.M), dockerfile
 
 
 @pytest.mark.parametrize("variant", ["cpu", "gpu"])
-def test_torch_and_tensorflow_are_the_versions_the_tests_use(variant):
+def test_singleuser_images_install_the_extras_with_the_constraints(variant):
+    dependencies, package = [args for args in _pip_installs(SINGLEUSER[variant]) if "--index-url" not in args]
+    # The dependencies: the platform's extras and JupyterHub (jupyterhub-singleuser), every version
+    # from the constraints file, none by hand.
+    assert "--no-deps" not in dependencies
+    assert dependencies[dependencies.index("-c") + 1] == CONSTRAINTS
+    named = _requirements(dependencies)
+    (extras,) = [name for name in named if name.startswith("/opt/aicourse[")]
+    assert [name for name in named if name != extras] == ["jupyterhub"]
+    assert not any("==" in name for name in named)
+    assert _extras(extras) == ({"grading", "course"} if variant == "cpu" else {"grading"})
+    # The package itself, afterwards and without dependencies: all of them are installed above.
+    assert _requirements(package) == ["-e /opt/aicourse"] and "--no-deps" in package
+    assert "pip check" in SINGLEUSER[variant].read_text()
+
+
+def test_the_cpu_image_takes_torch_at_the_constraints_version_from_the_cpu_index():
+    (torch,) = [args for args in _pip_installs(SINGLEUSER["cpu"]) if "--index-url" in args]
+    assert torch[torch.index("--index-url") + 1] == "https://download.pytorch.org/whl/cpu" and "--no-deps" in torch
+    (requirement,) = _requirements(torch)
+    # The version is read from the constraints file when the image is built: run that command here.
+    command = re.search(r"\$\((.*)\)", requirement).group(1).replace(CONSTRAINTS, str(REPO_ROOT / "requirements" / "constraints.txt"))
+    version = subprocess.run(["bash", "-c", command], capture_output=True, text=True, check=True).stdout.strip()
+    assert requirement.startswith("torch==") and version == constraint_versions()["torch"]
+    text = SINGLEUSER["cpu"].read_text()
+    assert "and-cuda" not in text and "gpu_requirements" not in text
+
+
+def test_the_gpu_image_has_the_course_extra_with_tensorflows_cuda_build():
+    text = SINGLEUSER["gpu"].read_text()
+    assert "whl/cpu" not in text  # PyPI's Linux torch wheel is the CUDA build
+    (dependencies,) = [args for args in _pip_installs(SINGLEUSER["gpu"]) if "-r" in args]
+    assert dependencies[dependencies.index("-r") + 1] == "/opt/aicourse/requirements/gpu.txt"
+    assert "gpu_requirements.py /opt/aicourse > /opt/aicourse/requirements/gpu.txt" in text
+    assert (GPU_REQUIREMENTS.relative_to(REPO_ROOT).as_posix(), "/opt/aicourse/requirements/gpu_requirements.py") in copies(SINGLEUSER["gpu"])
+    # The script run on the repository, laid out as in the image (pyproject.toml, requirements/).
+    result = subprocess.run([sys.executable, str(GPU_REQUIREMENTS), str(REPO_ROOT)], capture_output=True, text=True, check=True)
+    requirements = result.stdout.split()
+    course = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["course"]
     pins = constraint_versions()
-    args = build_args(SINGLEUSER[variant])
-    assert args["TORCH_VERSION"] == pins["torch"]
-    assert args["TENSORFLOW_VERSION"] == pins["tensorflow-cpu"]
-    installed = installed_pins(SINGLEUSER[variant])
-    assert installed["torch"] == pins["torch"]
-    assert installed["tensorflow-cpu" if variant == "cpu" else "tensorflow"] == pins["tensorflow-cpu"]
-    # Everything else comes from the same constraints file.
-    assert "-c /opt/aicourse/requirements/constraints.txt" in SINGLEUSER[variant].read_text()
+    assert f"tensorflow[and-cuda]=={pins['tensorflow-cpu']}" in requirements
+    assert [r for r in requirements if not r.startswith("tensorflow[")] == [r for r in course if not r.startswith("tensorflow-cpu")]
+    assert not any(r.startswith("tensorflow-cpu") for r in requirements)
 
 
-def test_cpu_image_has_cpu_builds_and_gpu_image_cuda_builds():
-    cpu, gpu = SINGLEUSER["cpu"].read_text(), SINGLEUSER["gpu"].read_text()
-    assert "download.pytorch.org/whl/cpu" in cpu and "tensorflow-cpu==" in cpu and "and-cuda" not in cpu
-    # PyPI's Linux torch wheel is the CUDA build; TensorFlow's CUDA libraries come with [and-cuda].
-    assert "whl/cpu" not in gpu and "tensorflow[and-cuda]==" in gpu and "tensorflow-cpu" not in gpu
+def test_the_gpu_requirements_refuse_an_extra_without_tensorflow(tmp_path):
+    (tmp_path / "requirements").mkdir()
+    (tmp_path / "requirements" / "constraints.txt").write_text("tensorflow_cpu==2.21.0\n")
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n[project.optional-dependencies]\ncourse = ["torch>=2.4"]\n')
+    result = subprocess.run([sys.executable, str(GPU_REQUIREMENTS), str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode != 0 and "names no tensorflow-cpu" in result.stderr
 
 
 @pytest.mark.parametrize("dockerfile", [*SINGLEUSER.values(), HUB_DOCKERFILE], ids=lambda p: p.parent.name + "/" + p.name)
@@ -104,17 +165,17 @@ def test_image_tags_follow_the_constraints():
     assert rendered["singleuser"]["image"]["tag"] == image_tag("cpu")
 
 
-def test_hub_image_matches_the_chart_version_it_is_deployed_with():
-    chart_version = re.search(r"^CHART_VERSION=(\S+)$", (HELM_DIR / "deploy.sh").read_text(), re.M).group(1)
+def test_hub_image_is_the_charts_own_at_the_version_deployed(chart):
+    # The chart's hub image at the chart's version is the base; this image's tag starts with it too.
+    (base,) = re.findall(r"^FROM (\S+)", HUB_DOCKERFILE.read_text(), re.M)
+    charts_hub = yaml.safe_load((chart / "values.yaml").read_text())["hub"]["image"]
+    assert base == f"{charts_hub['name']}:{charts_hub['tag']}" == f"quay.io/jupyterhub/k8s-hub:{chart_version()}"
     values = yaml.safe_load((HELM_DIR / "values.yaml").read_text())
-    assert values["hub"]["image"]["tag"].startswith(chart_version + "-")
-    hub = "\n".join(line for line in HUB_DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#"))
-    assert "/usr/local/etc/jupyterhub/jupyterhub_config.d/" in hub
-    # KubeSpawner through the k8s extra; no course frameworks (the hub extra has none, see
-    # tests/integration/test_environment.py).
-    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert "[hub,k8s]" in hub and any(r.startswith("jupyterhub-kubespawner") for r in extras["k8s"])
-    assert "torch" not in hub and "tensorflow" not in hub
+    assert values["hub"]["image"]["tag"].startswith(chart_version() + "-aicourse.")
+    # Installed where the chart's config looks for jupyterhub_config.d.
+    config = (chart / "files" / "hub" / "jupyterhub_config.py").read_text()
+    assert 'config_dir = "/usr/local/etc/jupyterhub/jupyterhub_config.d"' in config
+    assert ("hub_config/images/hub/jupyterhub_config.d/", "/usr/local/etc/jupyterhub/jupyterhub_config.d/") in copies(HUB_DOCKERFILE)
 
 
 def test_the_config_d_file_applies_the_mounted_platform_settings(tmp_path, monkeypatch):
@@ -143,37 +204,42 @@ def test_the_config_d_file_applies_the_mounted_platform_settings(tmp_path, monke
     assert Path(templates) == TEMPLATES_DIR == PACKAGE_DIR / "hub" / "data" / "templates"
 
 
-def _pip_installs(dockerfile) -> list[str]:
-    """The arguments of each ``pip install`` in the Dockerfile, continuation lines joined."""
-    text = dockerfile.read_text().replace("\\\n", " ")
-    return [line.split("pip install", 1)[1] for line in text.splitlines() if "pip install" in line]
-
-
 def test_the_hub_image_installs_the_package_with_the_hub_extras_not_a_hand_list():
     (install,) = _pip_installs(HUB_DOCKERFILE)
     # A regular install (a wheel built from the copied source): its package data goes to
     # site-packages, where the hub pod's config finds the templates and Jupyter folders.
-    assert '"/opt/aicourse[hub,k8s]"' in install.split()
-    assert "--no-deps" not in install and " -e " not in install
-    assert "-c /opt/aicourse/requirements/constraints.txt" in install
-    # Only pycurl beside the package: everything else comes from the extras.
-    assert [arg for arg in install.split() if not arg.startswith("-") and "aicourse" not in arg] == ["pycurl==7.45.7"]
+    assert _requirements(install) == ["/opt/aicourse[hub,k8s]"]
+    assert "--no-deps" not in install and "-e" not in install
+    assert install[install.index("-c") + 1] == CONSTRAINTS
+    # KubeSpawner through the k8s extra; no course frameworks (the hub extra has none, see
+    # tests/integration/test_environment.py).
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("jupyterhub-kubespawner") for r in extras["k8s"])
+    assert any(r.startswith("jupyterhub>=6.1") for r in extras["hub"])
+    hub = "\n".join(line for line in HUB_DOCKERFILE.read_text().splitlines() if not line.lstrip().startswith("#"))
+    assert "torch" not in hub and "tensorflow" not in hub
+    # On top of the chart's image: what it installed and the platform does not use, and that would
+    # hold JupyterHub 6's SQLAlchemy back, goes; anything else in conflict fails the build.
+    assert "pip uninstall --yes sqlalchemy-cockroachdb" in hub and "&& pip check" in hub
     assert ("grader", "/opt/aicourse/grader") in copies(HUB_DOCKERFILE)
     assert not any(source.startswith("hub_config/templates") or source == "hub_config"
                    for source, _ in copies(HUB_DOCKERFILE))
+    # The image runs as the base image's unprivileged user after installing as root.
+    assert re.findall(r"^USER (\S+)$", hub, re.M) == ["root", "1000"]
 
 
 def test_the_hub_image_site_packages_is_where_the_rendered_values_point():
-    # The rendered hub.services name the staff Jupyter folder by its path in the image: the image's
-    # Python (its base image tag) decides where site-packages is.
-    (base,) = re.findall(r"^FROM python:(\d+\.\d+)\.", HUB_DOCKERFILE.read_text(), re.M)
-    assert base == HUB_IMAGE_PYTHON
-    assert HUB_IMAGE_PACKAGE_DIR.as_posix() == f"/usr/local/lib/python{base}/site-packages/grader"
+    # The rendered hub.services name the staff Jupyter folder by its path in the image, which the
+    # base image's Python decides: the build checks that folder is there.
+    (checked,) = re.findall(r"^RUN test -d (\S+)$", HUB_DOCKERFILE.read_text(), re.M)
+    staff = HUB_IMAGE_PACKAGE_DIR / STAFF_JUPYTER_CONFIG.relative_to(PACKAGE_DIR)
+    assert checked == str(staff) == f"/usr/local/lib/python{HUB_IMAGE_PYTHON}/site-packages/grader/hub/data/jupyter/staff"
     services = render_values(platform_layers())["hub"]["services"]
-    staff = {service["environment"]["JUPYTER_CONFIG_PATH"] for service in services.values()
+    paths = {service["environment"]["JUPYTER_CONFIG_PATH"] for service in services.values()
              if "JUPYTER_CONFIG_PATH" in service.get("environment", {})}
-    assert staff == {str(HUB_IMAGE_PACKAGE_DIR / STAFF_JUPYTER_CONFIG.relative_to(PACKAGE_DIR))}
-    assert staff == {f"/usr/local/lib/python{base}/site-packages/grader/hub/data/jupyter/staff"}
+    assert paths == {checked}
+    # quay.io/jupyterhub/k8s-hub:4.4.0 is built FROM python:3.12-slim-bookworm.
+    assert HUB_IMAGE_PYTHON == "3.12"
 
 
 def test_the_hub_pod_is_told_where_the_content_is():
@@ -228,4 +294,5 @@ def test_nbgrader_in_a_pod_calls_the_exchange_at_the_url_from_its_environment(tm
     result = subprocess.run([sys.executable, "-m", "nbgrader", "list", "--course", "ai101"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode != 0
-    assert f"cannot reach the exchange at {url}api/courses/ai101/assignments" in result.stderr
+    # The list asks first which courses the student is enrolled in (grader.exchange.plugins.listing).
+    assert f"cannot reach the exchange at {url}api/courses" in result.stderr

@@ -137,6 +137,69 @@ def test_no_profiles_no_form():
     # ... and a start without options needs none (tests/hub/test_courses.py starts servers so).
 
 
+# --- the hooks JupyterHub calls: refusals are SpawnExceptions -------------------------------------
+
+
+class _Group:
+    def __init__(self, name):
+        self.name = name
+
+
+class _User:
+    """The few attributes of JupyterHub's User the hooks read (no hub runs in these tests)."""
+
+    def __init__(self, name, *groups, admin=False):
+        self.name, self.groups, self.admin = name, [_Group(g) for g in groups], admin
+
+
+def _spawner(user, **user_options):
+    from jupyterhub.spawner import LocalProcessSpawner
+
+    spawner = LocalProcessSpawner(user=user)
+    spawner.user_options = user_options
+    return spawner
+
+
+def test_a_refused_start_is_a_spawn_exception_with_its_reason_and_nothing_is_prepared():
+    import asyncio
+
+    from jupyterhub.spawner import SpawnException
+
+    prepared = []
+
+    async def prepare(spawner):
+        prepared.append(spawner.user.name)
+
+    spawning = ProfileSpawning([CPU, GPU, BIG_GPU], GpuInventory(("0",)), prepare=prepare)
+
+    async def scenario():
+        ann = _spawner(_User("ann", "gpu-users"), profile="gpu")
+        await spawning.pre_spawn_hook(ann)
+        assert ann.environment["CUDA_VISIBLE_DEVICES"] == "0" and ann.mem_limit == 16 * 1024**3
+        refusals = {}
+        for name, groups, profile in [("ben", ["gpu-users"], "gpu"), ("cy", ["nbgrader-ai101"], "gpu"),
+                                      ("dee", ["gpu-users"], "gpu2")]:
+            with pytest.raises(SpawnException) as refused:
+                await spawning.pre_spawn_hook(_spawner(_User(name, *groups), profile=profile))
+            refusals[name] = (refused.value.reason, refused.value.status_code, refused.value.message)
+        return refusals
+
+    refusals = asyncio.run(scenario())
+    # Every GPU taken: try again later (503); not a profile of yours (400); more GPUs than the machine has (400).
+    assert refusals["ben"] == ("gpu", 503, "GPU: 1 GPU, 16 GB is not available: all 1 GPUs are in use; try again later.")
+    assert refusals["cy"] == ("profile", 400, "You may not use the profile 'gpu'.")
+    assert refusals["dee"][:2] == ("gpu", 400) and "needs 2 GPUs and this machine has 1" in refusals["dee"][2]
+    assert prepared == ["ann"]  # the home of a refused start is left alone
+    assert spawning.allocator.held_by("ann/") == ["0"]
+
+
+def test_apply_user_options_refuses_nothing_so_jupyterhub_logs_no_traceback():
+    # JupyterHub 6 logs any exception from apply_user_options with a traceback; the checks are in the
+    # pre-spawn hook, whose SpawnException it logs as one line.
+    spawning = ProfileSpawning([CPU], GpuInventory(()))
+    assert spawning.apply_user_options(_spawner(_User("ann"), profile="nonsense"), {"profile": "nonsense"}) is None
+
+
 # --- from the YAML ----------------------------------------------------------------------------
 
 
@@ -157,9 +220,15 @@ def test_profiles_and_gpus_come_from_the_yaml(tmp_path):
     c = Config()
     apply_settings(c, settings)
     assert c.JupyterHub.load_groups["gpu-users"] == {"users": ["ann"]}
-    spawning = c.Spawner.apply_user_options.__self__
+    spawning = c.Spawner.pre_spawn_hook.__self__
     assert spawning.allocator.devices == ("0", "1")
     assert c.Spawner.options_form.__self__ is spawning and c.Spawner.post_stop_hook.__self__ is spawning
+    # The home is prepared after the checks, by the same hook.
+    assert spawning.prepare is not None and spawning.prepare.__name__ == "pre_spawn_hook"
+    # Every Spawner gets a deep copy of the config's hooks (traitlets): all keep the one GPU allocator.
+    import copy
+
+    assert copy.deepcopy(c.Spawner.pre_spawn_hook).__self__.allocator is spawning.allocator
 
 
 def test_the_repository_yaml_offers_a_cpu_and_a_gpu_profile(tmp_path):

@@ -19,6 +19,7 @@ from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFI
 
 REPO = Path(__file__).resolve().parents[3]
 
+PLATFORM_EXTENSIONS = {"grader.hub.spawn.servers", "grader.seats.lesson_reports"}
 INSTRUCTOR_ONLY = {"nbgrader.server_extensions.formgrader", "nbgrader.server_extensions.course_list"}
 # What a student uses: the Lab and the Notebook UI, terminals, nbgitpuller links, and nbgrader's
 # Assignments list (fetch, submit) and Validate; the hub's own extension is added at start.
@@ -75,7 +76,9 @@ def test_instructors_keep_the_formgrader_course_list_and_everything_else(tmp_pat
     staff = server_config(STAFF_JUPYTER_CONFIG, tmp_path)
     bare = server_config(None, tmp_path)
     assert INSTRUCTOR_ONLY | STUDENT_NEEDS <= enabled(staff["extensions"])
-    assert enabled(staff["extensions"]) == enabled(bare["extensions"])
+    # Plus the platform's own: Lab's Formgrader menu sent to the course's service, and the
+    # lesson reports (which do nothing where seats are off).
+    assert enabled(staff["extensions"]) - PLATFORM_EXTENSIONS == enabled(bare["extensions"])
     assert "extension_manager" not in staff["lab"]
 
 
