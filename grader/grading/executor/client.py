@@ -31,7 +31,7 @@ from grader.grading.executor import cgroups
 from grader.grading.executor.limits import Limits
 from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.grading.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, describe_isolation, ensure_sandbox_user
-from grader.grading.executor.zygote import allowed_environment
+from grader.grading.executor.zygote import PID_NAMESPACES_FLAG, allowed_environment
 from grader.regular_files import read_regular_files
 
 # torch's optimisers import torch._dynamo on their first step (~0.9 s in every fresh process):
@@ -303,8 +303,10 @@ class Zygote:
         env.setdefault("PATH", os.defpath)
         env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
         env["IPYTHONDIR"] = os.path.join(self._socket_dir, "ipython")
+        # Isolating, each submission's process is forked into a PID namespace of its own.
+        flags = [PID_NAMESPACES_FLAG] if isolate and can_isolate() else []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "grader.grading.executor.zygote", self.socket_path, *self.preload],
+            [sys.executable, "-m", "grader.grading.executor.zygote", *flags, self.socket_path, *self.preload],
             stdout=subprocess.PIPE, stderr=None, env=env, text=True, cwd=self._socket_dir,
         )
         ready, _, _ = select.select([self.process.stdout], [], [], start_timeout)

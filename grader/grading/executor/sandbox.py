@@ -183,17 +183,42 @@ def keep_only_descriptors(conn: socket.socket, output_fd: int) -> tuple[socket.s
     return moved, moved_output
 
 
-def _enter_namespaces_and_root(spec: SandboxSpec, scratch: str, uid: int, gid: int) -> tuple[int, int]:
-    """Join the cgroups, unshare, build the root; fork the PID namespace's first process.
+class PidNamespacePerChild:
+    """Lets a forking server (the zygote) make each child the first process of its own PID namespace.
 
-    Returns (host pid, host process group) of that process, in it; the forking parent waits for
-    it and exits with it, so it never returns here.
+    ``unshare(CLONE_NEWPID)`` moves only the caller's *next* child into a new namespace; the
+    server takes it just before forking and goes back to its own namespace right after, so the
+    child needs no second fork of its own (a fork of a process holding torch costs ~15 ms of CPU).
+    """
+
+    def __init__(self):
+        self._own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+
+    def before_fork(self) -> None:
+        _check(_libc.unshare(CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+
+    def after_fork(self) -> None:
+        _check(_libc.setns(self._own, CLONE_NEWPID), "setns(own PID namespace)")
+
+
+def _enter_namespaces_and_root(spec: SandboxSpec, scratch: str, uid: int, gid: int, pid: int) -> tuple[int, int]:
+    """Join the cgroups, unshare, build the root; become (or fork) the PID namespace's first process.
+
+    Returns (host pid, host process group) of the process that runs the cells. A child the zygote
+    already made the first process of its own PID namespace (PidNamespacePerChild) is that
+    process; otherwise it forks one, waits for it and exits with it, so it never returns here.
     """
     for procs in spec.cgroup_files:
         with open(procs, "w") as handle:
             handle.write(str(os.getpid()))
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS), "unshare")
+    first_of_own_namespace = os.getpid() == 1
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    _check(_libc.unshare(flags if first_of_own_namespace else flags | CLONE_NEWPID), "unshare")
     rootfs.build_and_enter(scratch, user=sandbox_username(spec.slot), uid=uid, gid=gid, tmp_bytes=spec.tmp_bytes)
+    if first_of_own_namespace:
+        rootfs.mount_proc()
+        _libc.sethostname(b"sandbox", 7)
+        return pid, pid  # a session leader (run_session's setsid): its group is its pid
     read_end, write_end = os.pipe()
     child = os.fork()
     if child:
@@ -210,20 +235,27 @@ def _enter_namespaces_and_root(spec: SandboxSpec, scratch: str, uid: int, gid: i
     return host_pid, host_group
 
 
+def own_host_pid() -> int:
+    """This process's pid as the host sees it, also inside a PID namespace of its own: ``/proc``
+    (the host's, until the sandbox mounts its own) names ``self`` in the host's namespace."""
+    return int(os.readlink("/proc/self"))
+
+
 def confine(spec: SandboxSpec, scratch: str) -> dict:
     """Confine the calling (child) process. Returns what applies: ``isolated`` (runs as a sandbox
     user in its own namespaces), ``pid`` and ``pgid`` (host ids of the process that runs the cells),
     ``workdir`` (where the submission's files are, as this process sees it)."""
     work = os.path.join(scratch, "work")
+    pid = own_host_pid()
     if not (spec.drop_privileges and can_isolate()):
         apply_limits(spec, limit_processes=False)
-        return {"isolated": False, "pid": os.getpid(), "pgid": os.getpgid(0), "workdir": work}
+        return {"isolated": False, "pid": pid, "pgid": pid if os.getpgid(0) == os.getpid() else os.getpgid(0), "workdir": work}
     uid, gid = ensure_sandbox_user(spec.slot)
     for folder, _dirs, files in os.walk(work):
         os.chown(folder, uid, gid)
         for name in files:
             os.chown(os.path.join(folder, name), uid, gid)
-    host_pid, host_group = _enter_namespaces_and_root(spec, scratch, uid, gid)
+    host_pid, host_group = _enter_namespaces_and_root(spec, scratch, uid, gid, pid)
     apply_limits(spec, limit_processes=True)
     os.setgroups([])
     os.setgid(gid)

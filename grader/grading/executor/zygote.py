@@ -1,4 +1,4 @@
-"""The pre-importing forking server: ``python -m grader.grading.executor.zygote SOCKET MODULE...``.
+"""The pre-importing forking server: ``python -m grader.grading.executor.zygote [--pid-namespaces] SOCKET MODULE...``.
 
 It imports the given modules once, then forks one child per connection. It never runs framework
 operations itself: forking after thread pools have started (a first torch or tensorflow op) risks
@@ -23,7 +23,7 @@ import warnings
 
 from grader.grading.executor import rootfs
 from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
-from grader.grading.executor.sandbox import SandboxSpec, confine, keep_only_descriptors
+from grader.grading.executor.sandbox import PidNamespacePerChild, SandboxSpec, confine, keep_only_descriptors
 from grader.grading.integrity import audit
 from grader.grading.integrity.pristine import Pristine, snapshot_namespaces
 
@@ -195,6 +195,18 @@ class _Handler(socketserver.BaseRequestHandler):
 class ZygoteServer(socketserver.ForkingMixIn, socketserver.UnixStreamServer):
     max_children = 4096
     block_on_close = False
+    pid_namespaces: PidNamespacePerChild | None = None  # set when the grader isolates (as root)
+
+    def process_request(self, request, client_address):
+        if self.pid_namespaces is None:
+            return super().process_request(request, client_address)
+        # The child is forked straight into a PID namespace of its own (sandbox.PidNamespacePerChild);
+        # it never returns here (ForkingMixIn ends it with os._exit).
+        self.pid_namespaces.before_fork()
+        try:
+            return super().process_request(request, client_address)
+        finally:
+            self.pid_namespaces.after_fork()
 
 
 _KERNEL_WARNING_FILTERS: list = []  # set by preload: what each submission starts with
@@ -226,14 +238,20 @@ def preload(modules: list[str]) -> None:
     gc.freeze()
 
 
+PID_NAMESPACES_FLAG = "--pid-namespaces"
+
+
 def main(argv: list[str]) -> None:
-    socket_path, modules = argv[0], argv[1:]
+    pid_namespaces = PID_NAMESPACES_FLAG in argv[:1]
+    socket_path, modules = (argv[1], argv[2:]) if pid_namespaces else (argv[0], argv[1:])
     _die_with_parent()
     preload(modules)
     # Children are reaped by the kernel as they end: none lingers as a zombie after the grader
     # killed it, even when the zygote is stopped right after (the grader's leftover check).
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     server = ZygoteServer(socket_path, _Handler)
+    if pid_namespaces:
+        server.pid_namespaces = PidNamespacePerChild()
     os.chmod(socket_path, 0o600)
     print("zygote ready", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
