@@ -48,8 +48,12 @@ def _plugin(cls, tmp_path, answers, **coursedir):
 # --- the folder feedback is fetched into ------------------------------------------------------
 
 def test_feedback_goes_to_a_folder_named_without_spaces_or_colons():
-    assert feedback_folder_name(TIMESTAMP) == "2024-05-01_12-34-56"
-    assert feedback_folder_name("2024-05-01 12:34:56 UTC") == "2024-05-01_12-34-56"
+    assert feedback_folder_name(TIMESTAMP) == "2024-05-01_12-34-56_123456"
+    assert feedback_folder_name("2024-05-01 12:34:56 UTC") == "2024-05-01_12-34-56_000000"
+
+
+def test_two_submissions_in_one_second_keep_their_own_feedback_folders():
+    assert feedback_folder_name("2024-05-01 12:34:56.100000 UTC") != feedback_folder_name("2024-05-01 12:34:56.900000 UTC")
 
 
 def _submission(**feedback):
@@ -65,7 +69,7 @@ def test_fetched_feedback_is_listed_with_view_feedback_on_the_file(tmp_path):
                ("courses", COURSE, "submissions"): [_submission(hw1=hashlib.md5(html).hexdigest())]}
     fetch = _plugin(FetchFeedback, tmp_path, answers, course_id=COURSE, assignment_id="hw1")
     fetch.start()
-    fetched = tmp_path / "home" / "hw1" / "feedback" / "2024-05-01_12-34-56" / "hw1.html"
+    fetched = tmp_path / "home" / "hw1" / "feedback" / "2024-05-01_12-34-56_123456" / "hw1.html"
     assert fetched.read_bytes() == html
 
     listing = _plugin(List, tmp_path, answers, course_id=COURSE)

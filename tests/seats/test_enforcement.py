@@ -134,13 +134,28 @@ def test_an_invitation_by_email_becomes_the_users_seat_at_login(seats_hub):
 
 
 def test_the_spawn_form_offers_only_the_profiles_of_the_users_cohorts(seats_hub):
-    hub, _, _ = seats_hub
-    cpu_only = login(hub, "lea").get(f"{hub.url}/hub/spawn")
-    with_gpu = login(hub, "gil").get(f"{hub.url}/hub/spawn")
-    assert cpu_only.status_code == with_gpu.status_code == 200
+    hub, _, sessions = seats_hub
     offered = lambda response: set(re.findall(r'name="profile" id="profile-(\w+)"', response.text))  # noqa: E731
-    assert offered(cpu_only) == {"cpu"}
+    with_gpu = login(hub, "gil").get(f"{hub.url}/hub/spawn")
+    assert with_gpu.status_code == 200
     assert offered(with_gpu) == {"cpu", "gpu"}
+    # lea's cohort allows one profile: nothing to choose, so no form; the page starts her server
+    # with that profile.
+    lea = login(hub, "lea")
+    cpu_only = lea.get(f"{hub.url}/hub/spawn")
+    assert cpu_only.status_code == 200 and offered(cpu_only) == set()
+    token = api_token(hub, lea, "lea")
+    deadline = time.monotonic() + 180
+    while not _records(sessions, "lea") or _records(sessions, "lea")[-1].stopped_at is not None:
+        assert time.monotonic() < deadline, "lea's server was not started from the spawn page"
+        time.sleep(0.5)
+    assert _records(sessions, "lea")[-1].profile == "cpu"
+    wait_ready = time.monotonic() + 180
+    while not (requests.get(f"{hub.url}/hub/api/users/lea", headers={"Authorization": f"token {token}"})
+               .json()["servers"].get("", {}).get("ready")):
+        assert time.monotonic() < wait_ready, "lea's server did not become ready"
+        time.sleep(1)
+    stop_server(hub, "lea", token)
     # Staff are not narrowed by any cohort.
     assert offered(login(hub, "ian").get(f"{hub.url}/hub/spawn")) == {"cpu", "gpu"}
 

@@ -18,11 +18,12 @@ def feedback_folder_name(timestamp: str) -> str:
 
     nbgrader's file exchange names it after the submission's timestamp as written
     (``2024-05-01 12:34:56.123456 UTC``): spaces, colons and a dot in a folder name, which Lab's
-    file browser shows as is and other systems refuse. Here: the same instant, to the second, in
-    UTC, ``2024-05-01_12-34-56``."""
+    file browser shows as is and other systems refuse. Here: the same instant in UTC, with its
+    microseconds, ``2024-05-01_12-34-56_123456``: two submissions within one second (a quick
+    resubmit) keep their own folders, so one's feedback is never taken for the other's."""
     from nbgrader.utils import parse_utc
 
-    return parse_utc(timestamp).strftime("%Y-%m-%d_%H-%M-%S")
+    return parse_utc(timestamp).strftime("%Y-%m-%d_%H-%M-%S_%f")
 
 
 class HttpExchange(Exchange):
