@@ -8,7 +8,8 @@ proxy, hub database and idle culler, so:
   ``profiles``, ``hub.services`` (each course's formgrader, the seats service, the HTTP exchange)
   and ``hub.loadRoles`` from the courses and roles (IdP groups included under OIDC), ``cull`` from
   ``idle_culler``, the exchange's address for users' pods, and the settings themselves as a file
-  mounted into the hub pod. ``python -m grader.hub.kubernetes values`` writes them to
+  mounted into the hub pod (the branding logo beside it), the seats service's lesson-report
+  address and kernel culling for users' servers. ``python -m grader.hub.kubernetes values`` writes them to
   ``hub_config/helm/platform.values.yaml`` (committed; a test fails when it is stale).
 - :func:`apply_kubernetes_settings` runs in the hub pod (from the chart's ``jupyterhub_config.d``,
   see ``hub_config/images/hub/``) and sets what the chart cannot: the authenticator, course
@@ -25,6 +26,7 @@ on top of ``platform.yaml`` (the cluster's images, GPU node pool, requests).
 from __future__ import annotations
 
 import argparse
+import base64
 import re
 import sys
 from pathlib import Path, PurePosixPath
@@ -41,10 +43,12 @@ from grader.hub.layers import ConfigError, merge_layers, read_layer
 from grader.hub.roles import platform_roles, server_token_scopes
 from grader.hub.services.exchange import exchange_roles, exchange_service, uses_http_exchange
 from grader.hub.services.formgrader import course_service, update_courses
-from grader.hub.services.seats import seats_policy, seats_roles, seats_services, update_seats
+from grader.hub.services.seats import lessons_url, seats_policy, seats_roles, seats_services, update_seats
 from grader.hub.settings import DEFAULT_CONFIG_PATH, HubSettings, Profile, layered_config, settings_from_config
 from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG
+from grader.hub.spawn.singleuser import kernel_culling_args
 from grader.resources import HUB_CONFIG_DIR, PACKAGE_DIR, REPO_ROOT
+from grader.seats.lesson_reports import URL_ENV as LESSONS_URL_ENV
 
 HELM_DIR = HUB_CONFIG_DIR / "helm"
 KUBERNETES_LAYER_PATH = HELM_DIR / "platform.kubernetes.yaml"
@@ -54,6 +58,11 @@ CONSTRAINTS_PATH = REPO_ROOT / "requirements" / "constraints.txt"
 # Where the hub image and the chart's values put things inside the hub pod.
 HUB_DATA_DIR = "/srv/aicourse"  # a PersistentVolumeClaim (hub.extraVolumes)
 HUB_CONFIG_FILE = "/usr/local/etc/aicourse/platform.yaml"  # hub.extraFiles, rendered below
+# branding.logo, carried in hub.extraFiles too (binaryData): the file named in platform.yaml is on
+# the machine that renders the values, not in the hub pod. The chart keeps extraFiles in one Secret,
+# and Kubernetes caps a Secret at 1 MiB (base64 makes a file a third larger).
+HUB_LOGO_DIR = PurePosixPath("/usr/local/etc/aicourse")
+LOGO_MAX_BYTES = 256 * 2**10
 # The hub image installs the package from a wheel (pip install '/opt/aicourse[hub,k8s]'), so its
 # package data is in the image Python's site-packages: the Python of its base, the chart's
 # quay.io/jupyterhub/k8s-hub (3.12 in 4.4.0). The Dockerfile's build fails if the package lands
@@ -220,16 +229,53 @@ def pod_exchange_url(settings: HubSettings) -> str:
     return f"http://{HUB_SERVICE_HOST}:{settings.exchange.service_port}/services/{EXCHANGE_SERVICE}/"
 
 
-def singleuser_exchange_values(settings: HubSettings) -> dict[str, Any]:
-    """``singleuser`` values for the HTTP exchange: its URL in every user's pod, and an egress rule
-    to the hub pod on its port (the chart's policy lets users' pods reach the hub on 8081 only)."""
-    if not uses_http_exchange(settings):
+def singleuser_hub_values(settings: HubSettings) -> dict[str, Any]:
+    """``singleuser`` values for what users' servers call in the hub pod: the HTTP exchange's URL,
+    the seats service's lesson-run reports (``grader.seats.lesson_reports``, enabled in the
+    single-user images), and one egress rule to the hub pod on those ports (the chart's policy lets
+    users' pods reach the hub on 8081 only; Helm replaces lists, so it is one rule for both)."""
+    environment: dict[str, str] = {}
+    ports: list[int] = []
+    if uses_http_exchange(settings):
+        environment[EXCHANGE_URL_ENV] = pod_exchange_url(settings)
+        ports.append(settings.exchange.service_port)
+    if settings.seats.enabled:
+        environment[LESSONS_URL_ENV] = lessons_url(settings, host=HUB_SERVICE_HOST)
+        ports.append(settings.seats.service_port)
+    if not environment:
         return {}
     return {
-        "extraEnv": {EXCHANGE_URL_ENV: pod_exchange_url(settings)},
+        "extraEnv": environment,
         "networkPolicy": {"egress": [{"to": [{"podSelector": {"matchLabels": dict(HUB_POD_LABELS)}}],
-                                      "ports": [{"port": settings.exchange.service_port, "protocol": "TCP"}]}]},
+                                      "ports": [{"port": port, "protocol": "TCP"} for port in sorted(set(ports))]}]},
     }
+
+
+def kernel_culling_config(settings: HubSettings) -> dict[str, Any]:
+    """``hub.config.KubeSpawner.args``: users' servers shut down idle kernels, as on one machine
+    (``c.Spawner.args`` there); the chart's ``cull`` stops idle servers, not kernels."""
+    culling = settings.kernel_culler
+    args = kernel_culling_args(culling.timeout, culling.cull_every, culling.cull_connected)
+    return {"KubeSpawner": {"args": args}} if args else {}
+
+
+def pod_logo_path(logo: Path) -> PurePosixPath:
+    return HUB_LOGO_DIR / f"logo{logo.suffix.lower()}"
+
+
+def logo_file(settings: HubSettings) -> tuple[dict[str, Any], PurePosixPath | None]:
+    """``hub.extraFiles`` entry carrying ``branding.logo`` into the hub pod, and its path there."""
+    logo = settings.branding.logo
+    if logo is None:
+        return {}, None
+    if not logo.is_file():
+        raise ConfigError(f"branding.logo: {logo} is not a file")
+    content = logo.read_bytes()
+    if len(content) > LOGO_MAX_BYTES:
+        raise ConfigError(f"branding.logo: {logo} is {len(content)} bytes; at most {LOGO_MAX_BYTES} go into the "
+                          "chart's Secret (Kubernetes caps one at 1 MiB)")
+    target = pod_logo_path(logo)
+    return {"branding-logo": {"mountPath": str(target), "binaryData": base64.b64encode(content).decode("ascii")}}, target
 
 
 def render_values(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_PATH) -> dict[str, Any]:
@@ -245,11 +291,16 @@ def render_values(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_
     # and content folders are the pod's (AICOURSE_DATA_DIR, AICOURSE_CONTENT_DIR in values.yaml) and
     # the kubernetes block only matters here.
     platform_file = {key: value for key, value in layers.items() if key not in ("kubernetes", "data_dir", "content_dir")}
+    logo_files, pod_logo = logo_file(settings)
+    if pod_logo is not None:  # the pod's copy, not the renderer's path
+        platform_file["branding"] = {**platform_file["branding"], "logo": str(pod_logo)}
+    hub_config = kernel_culling_config(settings)
     return {
         "hub": {
             "services": services,
             "loadRoles": {role["name"]: {k: v for k, v in role.items() if k != "name"} for role in roles},
-            "extraFiles": {"platform-yaml": {"mountPath": HUB_CONFIG_FILE, "data": platform_file}},
+            "extraFiles": {"platform-yaml": {"mountPath": HUB_CONFIG_FILE, "data": platform_file}, **logo_files},
+            **({"config": hub_config} if hub_config else {}),
             "service": {"extraPorts": [{"name": f"svc-{port}", "port": port, "targetPort": port} for port in ports]},
             "networkPolicy": {"allowedIngressPorts": ports},
         },
@@ -257,7 +308,7 @@ def render_values(layers: Mapping[str, Any], *, constraints: Path = CONSTRAINTS_
             "image": {"name": kubernetes["images"]["cpu"], "tag": image_tag("cpu", constraints=constraints)},
             "profileList": [profile_entry(profile, kubernetes=kubernetes, default=index == 0, constraints=constraints)
                             for index, profile in enumerate(settings.profiles)],
-            **singleuser_exchange_values(settings),
+            **singleuser_hub_values(settings),
         },
         "cull": {"enabled": culling.enabled, "timeout": culling.timeout, "every": culling.cull_every,
                  "maxAge": culling.max_age},
@@ -285,6 +336,7 @@ def apply_kubernetes_settings(c, settings: HubSettings) -> None:
     update_auth(c, settings)
     update_courses(c, settings)
     update_seats(c, settings)
+    update_kubernetes_branding(c, settings)
     c.Authenticator.admin_users = set(settings.admins)
     # Seats: checked at each start and metered, as the spawn form does on one machine.
     chart_profiles = c.KubeSpawner.profile_list if "profile_list" in c.KubeSpawner else []
@@ -297,6 +349,21 @@ def apply_kubernetes_settings(c, settings: HubSettings) -> None:
     c.KubeSpawner.post_stop_hook = access.post_stop_hook
     # What a server's token may do, as on one machine (nbgrader's hub plugin, the exchange).
     c.KubeSpawner.server_token_scopes = server_token_scopes(settings)
+
+
+def update_kubernetes_branding(c, settings: HubSettings) -> None:
+    """The platform's title and logo on the hub's pages, as grader.hub.config's ``update_branding``
+    sets them on one machine (this module does not build on that one); the logo is the copy
+    ``hub.extraFiles`` mounts (:func:`logo_file`)."""
+    logo = settings.branding.logo
+    if logo is not None:
+        if not logo.is_file():
+            raise ConfigError(f"branding.logo: {logo} is not a file (render the values again: "
+                              "python -m grader.hub.kubernetes values)")
+        c.JupyterHub.logo_file = str(logo)
+    template_vars = c.JupyterHub.template_vars if "template_vars" in c.JupyterHub else {}
+    c.JupyterHub.template_vars = {**template_vars, "aicourse_title": settings.branding.title,
+                                  "aicourse_logo": logo is not None}
 
 
 # --- command line ---------------------------------------------------------------------------------

@@ -55,17 +55,23 @@ def _patched_utils_js(original: str) -> str | None:
             .replace(absolute, '.attr("href", base_url + prefix + path)'))
 
 
-def formgrader_service_handlers(base_url: str, log) -> list:
+def formgrader_service_handlers(base_url: str, log, course_dir: Path | None = None) -> list:
+    """The service's own routes: nbgrader's ``utils.js`` with working links, and (given the
+    course directory) the Similarity column of Manage Submissions
+    (:mod:`grader.hub.services.formgrader_similarity`)."""
     from jupyter_server.utils import url_path_join
     from nbgrader.server_extensions.formgrader import handlers as nbgrader_handlers
     from tornado import web
 
+    from grader.hub.services.formgrader_similarity import similarity_handlers
+
+    handlers = similarity_handlers(base_url, course_dir, log) if course_dir is not None else []
     original = Path(nbgrader_handlers.static_path, "js", "utils.js").read_text()
     patched = _patched_utils_js(original)
     if patched is None:
         log.warning("aicourse: nbgrader's formgrader utils.js is not the one expected; its links to files "
                     "are left as they are (they miss the service's prefix)")
-        return []
+        return handlers
 
     class UtilsJs(web.RequestHandler):
         def get(self):
@@ -73,7 +79,7 @@ def formgrader_service_handlers(base_url: str, log) -> list:
             self.set_header("Cache-Control", "no-cache")
             self.finish(patched)
 
-    return [(url_path_join(base_url, "formgrader/static/js/utils.js"), UtilsJs)]
+    return [*handlers, (url_path_join(base_url, "formgrader/static/js/utils.js"), UtilsJs)]
 
 
 def use_local_mathjax(log) -> None:

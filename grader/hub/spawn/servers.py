@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from grader.resources import JUPYTER_CONFIG_DIRS, REPO_ROOT
 
@@ -65,7 +66,8 @@ def _load_jupyter_server_extension(serverapp) -> None:
         # A course's formgrader (grader.hub.services.formgrader).
         from grader.hub.services.formgrader import formgrader_service_handlers, use_local_mathjax
 
-        handlers += formgrader_service_handlers(base_url, serverapp.log)
+        # Its root_dir is the course directory (the service's --ServerApp.root_dir).
+        handlers += formgrader_service_handlers(base_url, serverapp.log, course_dir=Path(serverapp.root_dir))
         use_local_mathjax(serverapp.log)
     else:
         handlers += formgrader_redirect_handlers(base_url)

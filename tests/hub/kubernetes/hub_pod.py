@@ -61,6 +61,8 @@ async def initialize(root: str, mode: str) -> dict:
         roles=sorted(role.name for role in app.db.query(orm.Role)),
         groups=sorted(group.name for group in app.db.query(orm.Group)),
         cookie_secret=bool(app.cookie_secret),
+        template_vars={key: value for key, value in app.template_vars.items() if key.startswith("aicourse_")},
+        logo_file=app.logo_file,
     )
     # A user's server as the hub would make it: KubeSpawner with the chart's and the platform's traits.
     orm_user = orm.User(name="learner")
@@ -83,6 +85,8 @@ async def initialize(root: str, mode: str) -> dict:
         "profile_list": type(spawner.profile_list).__name__,
         "pre_spawn_hook": getattr(getattr(spawner.pre_spawn_hook, "__self__", None), "__class__", type(None)).__name__,
         "server_token_scopes": sorted(spawner.server_token_scopes),
+        "cmd": spawner.cmd,
+        "args": spawner.get_args(),
     }
     return summary
 

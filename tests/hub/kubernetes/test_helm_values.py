@@ -11,6 +11,7 @@ validated against the Kubernetes API schemas that kubernetes-validate ships.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from grader.hub.kubernetes.values import (
     GPU_RESOURCE,
     HELM_DIR,
     HUB_SERVICE_HOST,
+    LOGO_MAX_BYTES,
     RENDERED_VALUES_PATH,
     ProfileAccess,
     _in_hub_pod,
@@ -50,8 +52,10 @@ from grader.hub.roles import server_token_scopes
 from grader.hub.services.exchange import exchange_roles
 from grader.hub.services.seats import seats_policy
 from grader.hub.settings import settings_from_config
+from grader.hub.spawn.singleuser import kernel_culling_args
 from grader.resources import REPO_ROOT
 from grader.seats.db import close_seats_db
+from grader.seats.lesson_reports import URL_ENV as LESSONS_URL_ENV
 from grader.seats.models import UsageRecord
 from grader.seats.store import assign_seat, create_cohort, create_organisation, revoke_seat
 from tests.hub.kubernetes.chart import (
@@ -302,11 +306,115 @@ def test_users_pods_reach_the_exchange_through_the_hub_service():
     # The chart lets users' pods reach the hub pod on 8081 only: one more egress rule, to the hub
     # pod (the chart's labels on it) on the exchange's port, valid as Kubernetes has it.
     (rule,) = values["singleuser"]["networkPolicy"]["egress"]
-    assert rule["ports"] == [{"port": port, "protocol": "TCP"}]
+    assert {"port": port, "protocol": "TCP"} in rule["ports"]
     assert rule["to"] == [{"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "hub"}}}]
     policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": {"name": "singleuser"},
               "spec": {"podSelector": {}, "policyTypes": ["Egress"], "egress": [rule]}}
     kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+
+
+def _seats_layer(tmp_path: Path, enabled: bool) -> Path:
+    layer = yaml.safe_load((HELM_DIR / "platform.kubernetes.yaml").read_text())
+    layer["seats"] = {"enabled": enabled}
+    path = tmp_path / "platform.kubernetes.yaml"
+    path.write_text(yaml.safe_dump(layer))
+    return path
+
+
+def test_users_pods_report_the_lessons_they_run_to_the_seats_service():
+    # "Lessons run" on the cluster: each learner's server reports to the seats service in the hub
+    # pod, at the address in its environment, through the hub's Service, on a port its network
+    # policy lets it reach (one egress rule with the exchange's port: Helm replaces lists).
+    values = merged_values("production")
+    settings = settings_from_config(kubernetes_config())
+    port = settings.seats.service_port
+    url = values["singleuser"]["extraEnv"][LESSONS_URL_ENV]
+    assert url == f"http://{HUB_SERVICE_HOST}:{port}/services/seats/api/lesson-runs"
+    assert values["hub"]["services"]["seats"]["url"] == f"http://{HUB_SERVICE_HOST}:{port}"
+    assert {"name": f"svc-{port}", "port": port, "targetPort": port} in values["hub"]["service"]["extraPorts"]
+    assert port in values["hub"]["networkPolicy"]["allowedIngressPorts"]
+    (rule,) = values["singleuser"]["networkPolicy"]["egress"]
+    assert rule["ports"] == [{"port": p, "protocol": "TCP"} for p in sorted({settings.exchange.service_port, port})]
+    # The server's token may call the service, and learners hold the role that lets them.
+    assert "access:services!service=seats" in server_token_scopes(settings)
+    assert values["hub"]["loadRoles"]["seats-learner"]["groups"] == ["nbgrader-ai101"]
+
+
+def test_without_seats_users_pods_report_nothing_and_reach_only_the_exchange(tmp_path):
+    values = render_values(platform_layers(kubernetes_path=_seats_layer(tmp_path, enabled=False)))
+    settings = settings_from_config(kubernetes_config(kubernetes_path=tmp_path / "platform.kubernetes.yaml"))
+    assert LESSONS_URL_ENV not in values["singleuser"]["extraEnv"]
+    (rule,) = values["singleuser"]["networkPolicy"]["egress"]
+    assert rule["ports"] == [{"port": settings.exchange.service_port, "protocol": "TCP"}]
+
+
+@pytest.mark.parametrize("env", ENVIRONMENTS)
+def test_users_servers_cull_their_idle_kernels_as_on_one_machine(env):
+    culling = settings_from_config(kubernetes_config()).kernel_culler
+    kube_spawner = merged_values(env)["hub"]["config"]["KubeSpawner"]
+    assert kube_spawner["args"] == kernel_culling_args(culling.timeout, culling.cull_every, culling.cull_connected)
+    assert "--MappingKernelManager.cull_idle_timeout=1800" in kube_spawner["args"]
+    # Maps merge: the base's KubeSpawner settings stay beside the rendered ones.
+    assert (kube_spawner["start_timeout"], kube_spawner["http_timeout"]) == (600, 120)
+
+
+def test_no_kernel_culling_renders_no_server_options(tmp_path):
+    platform = yaml.safe_load((HELM_DIR.parent / "platform.yaml").read_text())
+    platform["kernel_culler"] = {"timeout": 0}
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
+    assert "config" not in render_values(platform_layers(admin_path=tmp_path / "platform.yaml"))["hub"]
+
+
+def _branded(tmp_path: Path, logo: bytes, name: str = "logo.png") -> Path:
+    platform = yaml.safe_load((HELM_DIR.parent / "platform.yaml").read_text())
+    platform["branding"] = {"title": "Deep Learning at Example U", "logo": f"brand/{name}"}
+    (tmp_path / "brand").mkdir(exist_ok=True)
+    (tmp_path / "brand" / name).write_bytes(logo)
+    (tmp_path / "platform.yaml").write_text(yaml.safe_dump(platform))
+    return tmp_path / "platform.yaml"
+
+
+def test_the_branding_logo_is_carried_into_the_hub_pod(tmp_path, chart):
+    # The logo named in platform.yaml (relative to it) is on the machine that renders the values;
+    # the values carry the file (hub.extraFiles, binaryData) and the mounted settings name its copy.
+    logo = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
+    values = render_values(platform_layers(admin_path=_branded(tmp_path, logo)))
+    files = values["hub"]["extraFiles"]
+    assert base64.b64decode(files["branding-logo"]["binaryData"]) == logo
+    assert files["branding-logo"]["mountPath"] == "/usr/local/etc/aicourse/logo.png"
+    assert files["platform-yaml"]["data"]["branding"] == {"title": "Deep Learning at Example U",
+                                                          "logo": "/usr/local/etc/aicourse/logo.png"}
+    assert str(tmp_path) not in yaml.safe_dump(values)
+    assert schema_errors(chart, helm_merge(merged_values("staging"), values)) == []
+    # Without a logo, only the settings file is mounted.
+    assert list(render_values(platform_layers())["hub"]["extraFiles"]) == ["platform-yaml"]
+
+
+def test_a_missing_or_too_large_logo_is_refused(tmp_path):
+    path = _branded(tmp_path, b"\0" * (LOGO_MAX_BYTES + 1))
+    with pytest.raises(ConfigError, match="branding.logo: .* at most"):
+        render_values(platform_layers(admin_path=path))
+    (tmp_path / "brand" / "logo.png").unlink()
+    with pytest.raises(ConfigError, match="branding.logo: .* is not a file"):
+        render_values(platform_layers(admin_path=path))
+
+
+def test_the_hub_pod_shows_the_title_and_the_mounted_logo(tmp_path):
+    logo = tmp_path / "mounted-logo.svg"
+    logo.write_text("<svg/>")
+    platform = yaml.safe_load((HELM_DIR.parent / "platform.yaml").read_text())
+    platform["branding"] = {"title": "Deep Learning at Example U", "logo": str(logo)}
+    c = Config()
+    c.JupyterHub.template_vars = {"chart": "kept"}
+    apply_kubernetes_settings(c, settings_from_config(merge_layers(kubernetes_config(), {
+        "branding": platform["branding"], "data_dir": str(tmp_path / "data")})))
+    assert c.JupyterHub.logo_file == str(logo)
+    assert {"chart": "kept", "aicourse_title": "Deep Learning at Example U",
+            "aicourse_logo": True}.items() <= c.JupyterHub.template_vars.items()
+    logo.unlink()
+    with pytest.raises(ConfigError, match="render the values again"):
+        apply_kubernetes_settings(Config(), settings_from_config(merge_layers(kubernetes_config(), {
+            "branding": platform["branding"], "data_dir": str(tmp_path / "data")})))
 
 
 def test_a_service_the_hub_pod_cannot_bind_is_refused():
@@ -346,6 +454,15 @@ def test_the_seats_service_listens_on_every_address_of_the_pod(tmp_path):
         assert [(address.ip, address.port) for address in listening] == [("0.0.0.0", port)]
         with socket.create_connection(("127.0.0.1", port), timeout=10):
             pass
+        # Where users' servers report the lessons run (singleuser.extraEnv): a route of this
+        # service, answering a caller without a token with a refusal, not a 404.
+        from urllib.parse import urlsplit
+
+        import requests
+
+        path = urlsplit(merged_values("staging")["singleuser"]["extraEnv"][LESSONS_URL_ENV]).path
+        answer = requests.post(f"http://127.0.0.1:{port}{path}", json={"lesson": "01_backprop/01_forward_pass.ipynb"}, timeout=10)
+        assert answer.status_code in (401, 403), (path, answer.status_code, answer.text[:300])
     finally:
         if service.poll() is None:
             os.killpg(service.pid, 15)

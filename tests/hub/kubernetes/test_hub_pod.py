@@ -11,6 +11,7 @@ temporary folder), and JupyterHub's own start-up runs on it, up to serving.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -23,10 +24,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader.hub.kubernetes.values import HUB_CONFIG_FILE, HUB_CONTENT_DIR, HUB_DATA_DIR, kubernetes_config
+from grader.hub.kubernetes.values import (
+    HUB_CONFIG_FILE,
+    HUB_CONTENT_DIR,
+    HUB_DATA_DIR,
+    kubernetes_config,
+    platform_layers,
+    render_values,
+)
 from grader.hub.roles import server_token_scopes
 from grader.hub.settings import settings_from_config
+from grader.hub.spawn.singleuser import kernel_culling_args
 from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
+from grader.seats.lesson_reports import URL_ENV as LESSONS_URL_ENV
 from tests.hub.kubernetes.chart import RELEASE, chart_values, helm_merge, merged_values
 
 POD_CONFIG_DIR = "/usr/local/etc/jupyterhub"
@@ -74,9 +84,16 @@ def lay_out_hub_pod(tmp_path: Path, chart: Path, env: str, extra_values: dict | 
     # hub.extraFiles and hub.extraVolumes, under tmp_path: the pod's paths mapped to folders here.
     moved = {HUB_DATA_DIR: str(tmp_path / "srv-aicourse"), HUB_CONTENT_DIR: str(REPO_ROOT),
              HUB_CONFIG_FILE: str(tmp_path / "platform.yaml")}
-    (extra_file,) = values["hub"]["extraFiles"].values()
-    assert extra_file["mountPath"] == HUB_CONFIG_FILE == values["hub"]["extraEnv"]["AICOURSE_CONFIG"]
-    Path(moved[HUB_CONFIG_FILE]).write_text(yaml.safe_dump(extra_file["data"]))
+    extra_files = values["hub"]["extraFiles"]
+    assert extra_files["platform-yaml"]["mountPath"] == HUB_CONFIG_FILE == values["hub"]["extraEnv"]["AICOURSE_CONFIG"]
+    for name, extra_file in extra_files.items():  # the branding logo (binaryData), if any
+        if name != "platform-yaml":
+            moved[extra_file["mountPath"]] = str(tmp_path / Path(extra_file["mountPath"]).name)
+            Path(moved[extra_file["mountPath"]]).write_bytes(base64.b64decode(extra_file["binaryData"]))
+    platform = extra_files["platform-yaml"]["data"]
+    if platform.get("branding", {}).get("logo"):
+        platform = {**platform, "branding": {**platform["branding"], "logo": moved[platform["branding"]["logo"]]}}
+    Path(moved[HUB_CONFIG_FILE]).write_text(yaml.safe_dump(platform))
     Path(moved[HUB_DATA_DIR]).mkdir()
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
@@ -145,7 +162,33 @@ def test_the_chart_config_starts_the_platforms_jupyterhub(tmp_path, chart):
     assert spawner["environment"]["GRADER_EXCHANGE_URL"] == "http://hub:8011/services/nbgrader-exchange/"
     assert spawner["init_containers"] == ["block-cloud-metadata"]
     assert (spawner["profile_list"], spawner["pre_spawn_hook"]) == ("ProfileAccess", "ProfileAccess")
-    assert spawner["server_token_scopes"] == sorted(server_token_scopes(settings_from_config(kubernetes_config())))
+    settings = settings_from_config(kubernetes_config())
+    assert spawner["server_token_scopes"] == sorted(server_token_scopes(settings))
+    # Lessons run are reported by users' servers to the seats service in the hub pod.
+    assert spawner["environment"][LESSONS_URL_ENV] == "http://hub:8020/services/seats/api/lesson-runs"
+    # Users' servers cull their idle kernels, as on one machine: the image's command, then its options.
+    culling = settings.kernel_culler
+    assert spawner["cmd"] == ["jupyterhub-singleuser"]
+    assert spawner["args"][-4:] == kernel_culling_args(culling.timeout, culling.cull_every, culling.cull_connected)
+    # The platform's title on the hub's pages (its login.html and page.html), JupyterHub's logo.
+    assert {"aicourse_title": settings.branding.title, "aicourse_logo": False}.items() <= summary["template_vars"].items()
+    assert summary["logo_file"].endswith("/share/jupyterhub/static/images/jupyterhub-80.png")  # JupyterHub's own
+
+
+def test_the_branding_logo_rides_in_the_values_to_the_hub_pages(tmp_path, chart):
+    # A logo named in platform.yaml, on the machine that renders the values: the hub pod gets the
+    # file from hub.extraFiles and shows it, with the title, on its pages.
+    platform = yaml.safe_load((HUB_CONFIG_DIR / "platform.yaml").read_text())
+    platform["branding"] = {"title": "Deep Learning at Example U", "logo": "brand/logo.svg"}
+    (tmp_path / "admin" / "brand").mkdir(parents=True)
+    logo = b'<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>'
+    (tmp_path / "admin" / "brand" / "logo.svg").write_bytes(logo)
+    (tmp_path / "admin" / "platform.yaml").write_text(yaml.safe_dump(platform))
+    rendered = render_values(platform_layers(admin_path=tmp_path / "admin" / "platform.yaml"))
+    summary, output = run_hub_pod(tmp_path, chart, "staging", "initialize", {"hub": {"extraFiles": rendered["hub"]["extraFiles"]}})
+    assert "not recognized" not in output and "Traceback" not in output, output[-4000:]
+    assert {"aicourse_title": "Deep Learning at Example U", "aicourse_logo": True}.items() <= summary["template_vars"].items()
+    assert Path(summary["logo_file"]).read_bytes() == logo and Path(summary["logo_file"]).parent == tmp_path
 
 
 def test_production_config_loads_with_postgresql_and_its_password(tmp_path, chart):

@@ -254,6 +254,43 @@ def test_singleuser_images_carry_the_pod_nbgrader_config(variant):
             f"{IMAGE_JUPYTER_CONFIG_DIR}/nbgrader_config.py") in copies(SINGLEUSER[variant])
 
 
+LESSON_REPORTS_CONFIG = IMAGES_DIR / "singleuser" / "jupyter_server_config.d" / "aicourse-lesson-reports.json"
+
+
+@pytest.mark.parametrize("variant", ["cpu", "gpu"])
+def test_singleuser_images_enable_the_lesson_reports_extension(variant):
+    # On Jupyter's system config path of the images' Python, where every server reads it.
+    assert ("hub_config/images/singleuser/jupyter_server_config.d/aicourse-lesson-reports.json",
+            f"{IMAGE_JUPYTER_CONFIG_DIR}/jupyter_server_config.d/aicourse-lesson-reports.json") in copies(SINGLEUSER[variant])
+
+
+def _lesson_reports_in_a_server(config_dir: Path, tmp_path: Path) -> str:
+    """What a Jupyter server with ``config_dir`` on its config path makes of the extension."""
+    script = (
+        "from jupyter_server.serverapp import ServerApp\n"
+        "app = ServerApp()\n"
+        "app.find_server_extensions()\n"
+        "app.init_server_extensions()\n"
+        "print('ENABLED', app.jpserver_extensions.get('grader.seats.lesson_reports'))\n"
+        "print('LOADED', 'grader.seats.lesson_reports' in app.extension_manager.extensions)\n")
+    env = {**os.environ, "JUPYTER_CONFIG_PATH": str(config_dir), "JUPYTER_CONFIG_DIR": str(tmp_path / "home-jupyter")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_a_server_reading_the_images_config_loads_the_lesson_reports_extension(tmp_path):
+    # The image's /usr/local/etc/jupyter, here a folder: a Jupyter server started with it on its
+    # config path enables grader.seats.lesson_reports and finds its extension point; without the
+    # file, it does not.
+    config_dir = tmp_path / "etc-jupyter"
+    (config_dir / "jupyter_server_config.d").mkdir(parents=True)
+    assert "ENABLED True" not in _lesson_reports_in_a_server(config_dir, tmp_path)
+    shutil.copy(LESSON_REPORTS_CONFIG, config_dir / "jupyter_server_config.d" / LESSON_REPORTS_CONFIG.name)
+    output = _lesson_reports_in_a_server(config_dir, tmp_path)
+    assert "ENABLED True" in output and "LOADED True" in output, output
+
+
 def _pod_environ() -> dict[str, str]:
     # What a user's pod has: the exchange's URL from the rendered values, the user from the hub.
     rendered = yaml.safe_load((HELM_DIR / "platform.values.yaml").read_text())
