@@ -277,6 +277,10 @@ def test_the_student_lab_disables_plugins_that_exist():
     assert set(disabled) == {
         "@jupyter/nbgrader:create-assignment", "@jupyter/nbgrader:formgrader", "@jupyter/nbgrader:course-list",
         "@jupyterlab/apputils-extension:announcements",
+        # The language-server client: its server extension is off for students, and the client asks
+        # /lsp/status as soon as it exists (a 404 on every Lab load, tests/integration/test_first_week.py).
+        "@jupyterlab/lsp-extension:plugin", "@jupyterlab/lsp-extension:settings",
+        "@jupyterlab/notebook-extension:language-server", "@jupyterlab/fileeditor-extension:language-server",
     }
     # A renamed plugin in a newer release would silently come back: the ids must be real.
     bundles = _installed_plugin_ids()
