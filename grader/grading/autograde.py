@@ -177,11 +177,37 @@ def _sanitize(nb) -> None:
         # Widget views are data for the installed widget manager, not markup: keep them.
         _SANITIZER.safe_output_keys = _SANITIZER.safe_output_keys | {
             "application/vnd.jupyter.widget-view+json", "application/vnd.jupyter.widget-state+json"}
+        _SANITIZER.sanitize_html_tags = _remembered(_SANITIZER.sanitize_html_tags)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs = _SANITIZER.sanitize_code_outputs(cell.outputs)
         elif cell.cell_type in ("markdown", "raw") and not _is_instructor_cell(cell):
             _SANITIZER.preprocess_cell(cell, {}, index)
+
+
+def _remembered(sanitize, *, max_entries: int = 2048, max_length: int = 1 << 16):
+    """``sanitize`` (a pure function of the markup) answered from memory for markup seen before.
+
+    Most markdown a submission holds is the release's, the same in every submission, and bleach
+    parses each piece with html5lib (~0.5 ms a cell). Long markup is not kept, and the memory is
+    emptied when full: it stays small whatever students write."""
+    seen: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def sanitize_remembered(markup: str) -> str:
+        if len(markup) > max_length:
+            return sanitize(markup)
+        with lock:
+            if markup in seen:
+                return seen[markup]
+        clean = sanitize(markup)
+        with lock:
+            if len(seen) >= max_entries:
+                seen.clear()
+            seen[markup] = clean
+        return clean
+
+    return sanitize_remembered
 
 
 def _thread_settings() -> dict[str, str]:
@@ -244,7 +270,7 @@ def _stage_submission(course_dir: Path, coursedir: CourseDirectory, assignment_i
         if not submitted_notebook.exists():
             changes.append(f"{release_notebook.name}: not submitted")
             continue
-        inspection = inspect_submission(submitted_notebook, nbformat.read(release_notebook, as_version=4))
+        inspection = inspect_submission(submitted_notebook, _read_release(release_notebook))
         nbformat.write(inspection.notebook, submitted_notebook)
         changes += inspection.changes
     return changes, flags
@@ -257,10 +283,22 @@ def _static_flags(staged: Path, release: Path) -> list[Flag]:
     releases = {}
     for release_notebook in sorted(release.glob("*.ipynb")):
         try:
-            releases[release_notebook.name] = nbformat.read(release_notebook, as_version=4)
+            releases[release_notebook.name] = _read_release(release_notebook)
         except Exception:  # a broken release is nbgrader's error to report, not a flag
             continue
     return scan_submission(staged, releases)
+
+
+def _read_release(path: Path) -> nbformat.NotebookNode:
+    """The release notebook, parsed once per version of the file (every submission is checked
+    against it twice). Callers only read it: tamper.py copies the cells it puts back."""
+    state = path.stat()
+    return _parse_release(str(path), state.st_mtime_ns, state.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _parse_release(path: str, mtime_ns: int, size: int) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
 
 
 def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, context: _JobContext, store: ProgressStore) -> AutogradeOutcome:
@@ -271,6 +309,9 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
         # Staging (copy, repair, static scan) touches only this student's folders: no lock.
         digest = fingerprint(submitted)
         changes, context.flags[:] = _stage_submission(course_dir, coursedir, assignment_id, student_id)
+        # What `collect` refused to copy (links, devices...) is no longer in submitted/: its flags
+        # were kept with the collect.
+        collect_flags = store.collect_flags(assignment_id, student_id)
     except Exception as error:  # one submission never stops the batch
         return AutogradeOutcome(student_id, False, "error", error=f"{type(error).__name__}: {error}",
                                 seconds=time.monotonic() - started)
@@ -293,10 +334,7 @@ def _grade_one(course_dir: Path, config, assignment_id: str, student_id: str, co
         finally:
             _job.context = None
         worst = next((r for r in context.statuses if r.status != "ok"), None)
-        # What `collect` refused to copy (links, devices...) is no longer in submitted/: its flags
-        # were kept with the collect.
-        flags = ([Flag("tamper", change) for change in changes] + store.collect_flags(assignment_id, student_id)
-                 + _unique(context.flags))
+        flags = [Flag("tamper", change) for change in changes] + collect_flags + _unique(context.flags)
         if worst is not None:
             flags.append(Flag("limit", f"{worst.status}: {worst.reason}"))
         zeroed = False

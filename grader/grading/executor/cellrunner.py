@@ -178,6 +178,7 @@ def prepare_shell() -> RecordingShell:
     shell.enable_matplotlib("inline")
     _refuse_input_as_a_kernel_does()
     _reuse_traceback_lexer()
+    _reuse_traceback_formatter()
     _find_cell_modules_fast()
     _warm_up_tracebacks(shell)
     return shell
@@ -283,6 +284,45 @@ def _reuse_traceback_lexer() -> None:
         return highlighted.splitlines()
 
     stack_data.core._pygmented_with_ranges = highlight_with_ranges
+
+
+def _reuse_traceback_formatter() -> None:
+    """Build the traceback's colour style and its terminal formatter once, not per traceback.
+
+    For every traceback IPython derives a new pygments style class (stack_data's
+    ``style_with_executing_node``) and builds a ``Terminal256Formatter`` for it, which maps each
+    style entry to the nearest of 256 colours: ~3 ms a traceback, and a broken submission shows
+    one per test cell. Both depend only on the theme, so the same objects give the same bytes.
+    """
+    import functools
+
+    import stack_data
+    import stack_data.core
+    from pygments.formatters import terminal256
+
+    styled = functools.lru_cache(maxsize=8)(stack_data.core.style_with_executing_node)
+    stack_data.style_with_executing_node = stack_data.core.style_with_executing_node = styled
+
+    class OncePerStyle(terminal256.Terminal256Formatter):
+        """The formatter, made once per style when the style is its only option."""
+
+        made: dict = {}
+
+        def __new__(cls, **options):
+            if set(options) == {"style"} and options["style"] in cls.made:
+                return cls.made[options["style"]]
+            return super().__new__(cls)
+
+        def __init__(self, **options):
+            if getattr(self, "ready", False):
+                return  # a formatter from `made`: already set up for this style
+            super().__init__(**options)
+            self.ready = True
+            if set(options) == {"style"}:
+                type(self).made[options["style"]] = self
+
+    # ultratb imports the name from the module at each traceback, so it finds this one.
+    terminal256.Terminal256Formatter = OncePerStyle
 
 
 def _find_cell_modules_fast() -> None:
