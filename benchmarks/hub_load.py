@@ -41,7 +41,8 @@ Every account the run creates is deleted at the end (userdel), also on errors, C
 the reference's ``hubload-<random>-NN`` and, in the secure mode, the spawner's
 ``jupyter-bench-<random>-NNN`` and ``jupyter-hubload-<random>-NN`` with their cgroups. The secure
 mode needs the interpreter reachable by other accounts: while the hubs run, the folders above it
-get o+x as in tests/hub/spawn/test_secure_mode.py (``reachable_by_others``), and the repository's
+get o+x (``reachable_by_others``: both hubs then run the same interpreter; our hub alone would run
+its copy, grader.hub.spawn.users_python), and the repository's
 ``assignments/`` folder, which our hub makes private, gets its mode back afterwards.
 
 Before the hubs start, the script measures one server's start-up CPU, a student's server as our
@@ -100,7 +101,7 @@ from grader.hub.spawn.isolation import account_name  # noqa: E402
 from grader.hub.spawn.limits import ServerGroup, detect_enforcement  # noqa: E402
 from grader.hub.spawn.servers import singleuser_command  # noqa: E402  (the exact command our hub spawns)
 from grader.resources import ASSIGNMENTS_SOURCE_DIR, HUB_CONFIG_DIR  # noqa: E402
-from tests.support.hubfixture import RunningHub, _wait_until_up, free_port, reachable_by_others, start_hub, stop_hub  # noqa: E402
+from tests.support.hubfixture import RunningHub, _wait_until_up, free_port, start_hub, stop_hub  # noqa: E402
 
 REQUEST_TIMEOUT = 30  # seconds, for every single HTTP request
 POLL_INTERVAL = 0.25  # seconds between readiness / stop polls
@@ -323,9 +324,26 @@ def spawning_here() -> Spawning:
 
 
 @contextlib.contextmanager
+def reachable_by_others(path: Path) -> Iterator[None]:
+    """Let other accounts reach ``path`` (e.g. a Python under /root, 0700) while the block runs:
+    the folders above it that others cannot enter get o+x (traversal, not listing), then their
+    modes back. The bare reference hub has no copy of the interpreter to run instead."""
+    from grader.hub.spawn.isolation import blocked_ancestor
+    changed = []
+    try:
+        while (folder := blocked_ancestor(path)) is not None:
+            changed.append((folder, stat.S_IMODE(folder.stat().st_mode)))
+            os.chmod(folder, changed[-1][1] | stat.S_IXOTH)
+        yield
+    finally:
+        for folder, mode in reversed(changed):
+            os.chmod(folder, mode)
+
+
+@contextlib.contextmanager
 def secure_mode_machine(spawning: Spawning) -> Iterator[None]:
     """What the secure mode needs while the hubs run, undone after: the interpreter reachable by
-    users' accounts (tests/support/hubfixture.py), and the repository's assignments/ folder's mode, which
+    users' accounts, and the repository's assignments/ folder's mode, which
     our hub takes others' permissions off (grader.hub.spawn.isolation.harden_data_dir)."""
     if spawning.mode != "secure":
         yield

@@ -33,6 +33,7 @@ from grader.hub.spawn.limits import detect_enforcement
 from grader.hub.spawn.profiles import GpuInventory, ProfileSpawning, detect_gpus
 from grader.hub.spawn.servers import STAFF_JUPYTER_CONFIG, STUDENT_JUPYTER_CONFIG, jupyter_config_path_for, singleuser_command
 from grader.hub.spawn.singleuser import kernel_culling_args
+from grader.hub.spawn.users_python import users_python
 from grader.resources import REPO_ROOT, TEMPLATES_DIR
 
 # `make setup` installs the proxy into the checkout; elsewhere (a wheel install) it is found on PATH.
@@ -94,7 +95,9 @@ def update_spawner(c, settings: HubSettings) -> None:
         c.SecureSpawner.homes_dir = str(settings.homes_dir)
         c.SecureSpawner.enforcement = detect_enforcement() or ""
         c.SecureSpawner.default_max_tasks = settings.spawner.max_tasks
-        c.Spawner.cmd = singleuser_command()
+        users = users_python(build=False)  # made by prepare_machine, before the hub starts
+        c.SecureSpawner.interpreter_environment = users.env
+        c.Spawner.cmd = singleuser_command(executable=str(users.executable))
     else:
         # Demo mode: one OS user for everyone, a home folder per user (see README, "Isolation").
         c.JupyterHub.spawner_class = "simple"
@@ -206,7 +209,14 @@ def prepare_machine(settings: HubSettings) -> None:
         harden_data_dir(settings.data_dir, homes_dir=settings.homes_dir,
                         file_exchange=None if uses_http_exchange(settings) else settings.exchange_root,
                         private_repo_dirs=[settings.content_dir / "assignments"] if settings.content_dir else [])
-        check_reachable([Path(sys.executable), STUDENT_JUPYTER_CONFIG, STAFF_JUPYTER_CONFIG, settings.homes_dir])
+        try:
+            users = users_python()
+        except (OSError, RuntimeError) as error:
+            raise ConfigError(f"spawner.mode: secure: no interpreter users' accounts can run: {error}") from error
+        if users.executable != Path(sys.executable):
+            print(f"[aicourse] users' servers run {users.executable} (the hub's interpreter is in a folder other "
+                  "accounts cannot enter; this copy shares its packages)", file=sys.stderr, flush=True)
+        check_reachable([users.executable, STUDENT_JUPYTER_CONFIG, STAFF_JUPYTER_CONFIG, settings.homes_dir])
         if enforcement == "cgroup2" and gpu_inventory(settings).devices:
             print("[aicourse] WARNING: cgroup v2 without systemd: GPUs are handed out through CUDA_VISIBLE_DEVICES "
                   "only, not fenced (device rules need a BPF program); see docs/one-machine-isolation.md.",

@@ -12,12 +12,11 @@ import os
 import re
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import time
 import uuid
-from contextlib import closing, contextmanager
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,23 +27,6 @@ import yaml
 from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
 
 PASSWORD_LINE = re.compile(r"user: (\S+)\s+password: (\S+)")
-
-
-@contextmanager
-def reachable_by_others(path: Path):
-    """Let other accounts reach ``path`` (e.g. a Python under /root, 0700) while the block runs:
-    the folders above it that others cannot enter get o+x (traversal, not listing), then their
-    modes back."""
-    from grader.hub.spawn.isolation import blocked_ancestor
-    changed = []
-    try:
-        while (folder := blocked_ancestor(path)) is not None:
-            changed.append((folder, stat.S_IMODE(folder.stat().st_mode)))
-            os.chmod(folder, changed[-1][1] | stat.S_IXOTH)
-        yield
-    finally:
-        for folder, mode in reversed(changed):
-            os.chmod(folder, mode)
 
 
 def free_port() -> int:

@@ -130,10 +130,15 @@ def prepare_home_as_owner(home: Path, *, username: str, course_ids: list[str], e
         os.setgid(owner.st_gid)
         os.setuid(owner.st_uid)
 
-    done = subprocess.run([sys.executable, "-m", "grader.hub.spawn.homes",
+    # As the owner: with the interpreter users' accounts can run (the hub's may be under /root).
+    from grader.hub.spawn.users_python import users_python
+
+    users = users_python()
+    done = subprocess.run([str(users.executable), "-m", "grader.hub.spawn.homes",
                            json.dumps({key: value if isinstance(value, (list, str, type(None))) else str(value)
                                        for key, value in arguments.items()})],
-                          preexec_fn=become_owner, cwd=home, capture_output=True, text=True, timeout=300)
+                          preexec_fn=become_owner, cwd=home, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **users.env})
     if done.returncode != 0:
         raise RuntimeError(f"preparing {home} as its owner (uid {owner.st_uid}) failed: {done.stderr[-2000:]}")
 

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 from jupyterhub.spawner import LocalProcessSpawner, set_user_setuid
-from traitlets import Bool, Integer, Unicode
+from traitlets import Bool, Dict, Integer, Unicode
 
 from grader.hub.spawn.isolation import account_name, ensure_account, prepare_user_home
 from grader.hub.spawn.limits import GpuDevices, ServerGroup, ServerLimits, detect_gpu_devices, join_groups, systemd_run_command
@@ -32,6 +32,8 @@ class SecureSpawner(LocalProcessSpawner):
     homes_dir = Unicode(help="Folder holding each user's home (<homes_dir>/<hub user name>).").tag(config=True)
     enforcement = Unicode("cgroup1", help="systemd, cgroup2 or cgroup1 (grader.hub.spawn.limits.detect_enforcement).").tag(config=True)
     default_max_tasks = Integer(1024, help="pids.max of a server whose profile names no max_tasks.").tag(config=True)
+    interpreter_environment = Dict(help="What the interpreter users run needs in its environment "
+                                        "(grader.hub.spawn.users_python).").tag(config=True)
     max_tasks = Integer(None, allow_none=True, help="This start's task limit (set from the profile).")
     fence_gpus = Bool(True, help="Deny the GPUs a server was not given (devices cgroup, DeviceAllow).").tag(config=True)
 
@@ -67,6 +69,8 @@ class SecureSpawner(LocalProcessSpawner):
         )
 
     def user_env(self, env):
+        # LD_LIBRARY_PATH of the interpreter copy users run (grader.hub.spawn.users_python), if any.
+        env.update(self.interpreter_environment)
         account = pwd.getpwnam(self.account)
         env["USER"] = env["LOGNAME"] = account.pw_name
         env["HOME"] = self.home_dir

@@ -28,12 +28,13 @@ def _running_as_root() -> bool:
     return os.geteuid() == 0
 
 
-def singleuser_command(*, as_root: bool = False) -> list[str]:
+def singleuser_command(*, as_root: bool = False, executable: str | None = None) -> list[str]:
     """The command of a Jupyter server: users' servers, and each course's formgrader."""
-    # The same interpreter as the hub, so kernels see the platform's torch and tensorflow.
+    # The same interpreter as the hub (or its copy users can run: grader.hub.spawn.users_python),
+    # so kernels see the platform's torch and tensorflow.
     # grader.hub.spawn.singleuser: jupyterhub.singleuser without two eager imports that cost most of
     # a start's CPU (benchmarks/server_startup.py).
-    command = [sys.executable, "-m", "grader.hub.spawn.singleuser"]
+    command = [executable or sys.executable, "-m", "grader.hub.spawn.singleuser"]
     # Only where a server really runs as root: the courses' formgraders (hub services), and a
     # throw-away test hub in demo mode (spawner.allow_root_demo). Users' servers never, in secure mode.
     if as_root and _running_as_root():

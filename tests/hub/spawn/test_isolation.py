@@ -46,7 +46,7 @@ from grader.hub.spawn.limits import (
     v1_device_rules,
 )
 from grader.hub.spawn.local_spawner import SecureSpawner
-from tests.support.hubfixture import reachable_by_others
+from grader.hub.spawn.users_python import ROOT_ENV as USERS_PYTHON_ENV
 
 # Two GPUs, and the devices every CUDA process needs (nvidiactl, modeset, nvidia-uvm).
 GPUS = GpuDevices({"0": (195, 0), "1": (195, 1)}, ((195, 255), (195, 254), (508, 0)))
@@ -275,8 +275,22 @@ def test_a_python_users_cannot_reach_is_refused_by_name(tmp_path):
     check_reachable([Path("/usr/bin/env")])
 
 
+@pytest.fixture(scope="module")
+def users_python_copies():
+    """Where the interpreter the home's owner runs is copied when the hub's own is out of their
+    reach (a Python under /root): a throw-away folder, made once for the module."""
+    folder = Path(tempfile.mkdtemp(prefix="aicourse-python-"))
+    os.chmod(folder, 0o755)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(USERS_PYTHON_ENV, str(folder))
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture
-def owned_home():
+def owned_home(users_python_copies):
     """A home owned by an unprivileged uid, with lessons to copy, in a folder every account can enter."""
     work = Path(tempfile.mkdtemp(prefix="aicourse-home-test-"))
     os.chmod(work, 0o755)
@@ -287,8 +301,7 @@ def owned_home():
     home.mkdir(mode=0o700)
     os.chown(home, 54321, 54321)
     try:
-        with reachable_by_others(Path(sys.executable)):
-            yield work, home
+        yield work, home
     finally:
         shutil.rmtree(work)
 

@@ -31,10 +31,11 @@ import requests
 import websocket
 import yaml
 
-from grader.hub.spawn.isolation import account_name, remove_account
+from grader.hub.spawn.isolation import account_name, blocked_ancestor, remove_account
 from grader.hub.spawn.limits import PARENT_NAME, ServerGroup, detect_enforcement
+from grader.hub.spawn.users_python import ROOT_ENV as USERS_PYTHON_ENV
 from grader.resources import ASSIGNMENTS_SOURCE_DIR
-from tests.support.hubfixture import api_token, execute_cell, login, reachable_by_others, start_hub, start_server, stop_hub
+from tests.support.hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.hub,
@@ -64,9 +65,16 @@ def _tiny_source_notebook() -> nbformat.NotebookNode:
 
 @pytest.fixture(scope="module")
 def reachable_python():
-    """The interpreter must be reachable by other accounts (here it lives under /root, 0700)."""
-    with reachable_by_others(Path(sys.executable)):
-        yield
+    """Where the hub puts the interpreter users run when its own is out of their reach (here it
+    lives under /root, 0700): a throw-away folder instead of /opt/aicourse."""
+    folder = Path(tempfile.mkdtemp(prefix="aicourse-python-"))
+    os.chmod(folder, 0o755)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv(USERS_PYTHON_ENV, str(folder))
+            yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +150,21 @@ def _group(name: str, controller: str) -> Path:
 def _oom_kills(name: str) -> int:
     events = _group(name, "memory") / ("memory.oom_control" if V1 else "memory.events")
     return int(dict(line.split() for line in events.read_text().splitlines())["oom_kill"])
+
+
+def test_servers_run_an_interpreter_the_accounts_can_reach_without_opening_root(hub, servers, reachable_python):
+    blocked = blocked_ancestor(Path(sys.executable))
+    executable = ast.literal_eval(execute_cell(servers[ANN]["ws"], "import sys\nsys.executable"))
+    if blocked is None:
+        assert executable == sys.executable  # the hub's own: every account can run it
+        return
+    # The hub's Python is in a folder only root enters: that folder stays closed, and the servers
+    # run the copy the hub made, with the hub environment's packages.
+    assert not blocked.stat().st_mode & stat.S_IXOTH
+    assert Path(executable).is_relative_to(reachable_python)
+    assert execute_cell(servers[ANN]["ws"], "import grader, nbgrader, numpy\ngrader.__file__") == repr(str(
+        Path(__import__("grader").__file__)))
+    assert "users' servers run" in hub.log()
 
 
 def test_each_server_runs_as_its_own_account(hub, servers):
