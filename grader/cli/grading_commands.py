@@ -29,6 +29,23 @@ def release(args: argparse.Namespace) -> int:
 def collect(args: argparse.Namespace) -> int:
     from grader.grading.collect import collect_submissions
 
+    if args.watch is not None:
+        from grader.grading.watch import watch_submissions
+
+        if args.watch <= 0:
+            print("grader collect: --watch needs a positive number of seconds", file=sys.stderr)
+            return 2
+        print(f"watching {args.assignment}: collect and autograde every {args.watch:g} s"
+              + (", feedback released as graded" if args.feedback else "") + " (Ctrl-C to stop)", flush=True)
+        try:
+            watch_submissions(course_dir=args.course_dir, assignment_id=args.assignment, every=args.watch,
+                              feedback=args.feedback, log=lambda line: print(line, flush=True))
+        except KeyboardInterrupt:
+            pass
+        return 0
+    if args.feedback:
+        print("grader collect: --feedback goes with --watch", file=sys.stderr)
+        return 2
     students = collect_submissions(course_dir=args.course_dir, assignment_id=args.assignment)
     print(f"collected {len(students)} submission(s) of {args.assignment}")
     return 0
@@ -64,7 +81,14 @@ def autograde(args: argparse.Namespace) -> int:
             print(f"TAMPER  {outcome.student_id}: {change}")
     print(f"autograded {len(outcomes) - len(failed) - skipped} of {len(outcomes)} submission(s)"
           + (f", {skipped} already graded" if skipped else "") + (f", {len(failed)} failed" if failed else ""))
+    _push_to_the_lms(args)
     return 1 if failed else 0
+
+
+def _push_to_the_lms(args: argparse.Namespace) -> None:
+    from grader.cli.lti_commands import push_after_grading
+
+    push_after_grading(args.course_dir, args.assignment)
 
 
 def feedback(args: argparse.Namespace) -> int:
@@ -72,6 +96,7 @@ def feedback(args: argparse.Namespace) -> int:
 
     release_feedback(course_dir=args.course_dir, assignment_id=args.assignment, student_id=args.student)
     print(f"released feedback for {args.assignment}")
+    _push_to_the_lms(args)
     return 0
 
 

@@ -16,6 +16,7 @@ from typing import Sequence
 
 from grader.cli.admin import add_admin_commands
 from grader.cli.dispatch import lazy, run
+from grader.cli.lti_parser import add_lti_command
 from grader.grading.executor.limits import Limits
 
 DESCRIPTION = "grader: the instructor's command line, a thin layer over the grading verbs."
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     collect = verbs.add_parser("collect", help="collect the latest submissions")
     collect.add_argument("assignment")
+    collect.add_argument("--watch", type=float, metavar="SECONDS", default=None,
+                         help="keep going: every SECONDS collect what arrived and autograde it (until stopped)")
+    collect.add_argument("--feedback", action="store_true",
+                         help="with --watch: release each newly graded student's feedback")
     collect.set_defaults(handler=handler["collect"])
 
     limits = Limits()
@@ -120,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                             help="folder for the HTML page (default: the course's similarity/ folder)")
     similarity.set_defaults(handler=handler["similarity"])
 
+    add_lti_command(verbs)
     add_admin_commands(verbs, listed=False)
     return parser
 

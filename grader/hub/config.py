@@ -165,7 +165,8 @@ def update_services(c, settings: HubSettings) -> None:
     if uses_http_exchange(settings):
         services.append(exchange_service(settings))
     # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/services/tls_front.py).
-    c.JupyterHub.services = services + seats_services(settings) + tls_front_services(settings)
+    c.JupyterHub.services = (services + seats_services(settings) + tls_front_services(settings)
+                             + lti_roster_services(settings))
 
 
 def update_branding(c, settings: HubSettings) -> None:
@@ -184,8 +185,24 @@ def update_roles(c, settings: HubSettings) -> None:
     """Least-privilege roles (see :mod:`grader.hub.roles`); admins get JupyterHub's own admin role."""
     c.JupyterHub.load_roles = (roles_with_identity_groups(platform_roles(settings), settings.auth)
                                + ([culler_role()] if settings.idle_culler.enabled else []) + seats_roles(settings)
-                               + (exchange_roles(settings) if uses_http_exchange(settings) else []))
+                               + (exchange_roles(settings) if uses_http_exchange(settings) else [])
+                               + lti_roster_roles(settings))
     c.Authenticator.admin_users = set(settings.admins)
+
+
+def lti_roster_services(settings: HubSettings) -> list[dict]:
+    """With auth.type lti13, the token-only service `grader lti sync-roster` uses (grader/hub/auth/lti13.py)."""
+    if settings.auth.type != "lti13":
+        return []
+    from grader.hub.auth.lti13 import roster_services
+    return roster_services(settings.auth, settings.data_dir)
+
+
+def lti_roster_roles(settings: HubSettings) -> list[dict]:
+    if settings.auth.type != "lti13":
+        return []
+    from grader.hub.auth.lti13 import roster_roles
+    return roster_roles(settings.auth, [course.course_id for course in settings.courses])
 
 
 def prepare_machine(settings: HubSettings) -> None:

@@ -69,7 +69,7 @@ DEFAULTS: dict[str, Any] = {
               "sweep_every": 60, "contact": ""},
     # nbgrader's exchange: "http" (grader/exchange_service, the default: a hub service that takes
     # identity from the hub, so no student can submit as another) or "files" (nbgrader's shared folder).
-    "exchange": {"backend": "http", "service_port": 8011, "max_upload_mb": 100},
+    "exchange": {"backend": "http", "service_port": 8011, "max_upload_mb": 100, "instant_workers": 2},
     # How users' servers run on one machine (grader/hub/spawn/isolation.py): "secure" (an account per
     # user, limits in a cgroup), "demo" (every server as the hub's own user), "auto" (secure as root).
     # homes_dir empty: <data_dir>/homes. max_tasks: processes and threads of a server whose profile
@@ -107,6 +107,8 @@ class CourseSettings:
     course_dir: Path | None = None
     # What `grader autograde` does with a flagged submission's score (grader.grading.integrity.policy).
     flagged_policy: str = "keep"
+    # Let the course's instructors turn on instant feedback (issue #20; their policy file decides the rest).
+    instant_feedback: bool = False
 
     @property
     def formgrade_group(self) -> str:
@@ -180,6 +182,8 @@ class ExchangeSettings:
     service_port: int = DEFAULTS["exchange"]["service_port"]
     # Largest upload (a release, a submission, a student's feedback) the service accepts, in MB.
     max_upload_mb: float = DEFAULTS["exchange"]["max_upload_mb"]
+    # Grading processes per course with instant feedback (grader.exchange.service.instant.dispatcher).
+    instant_workers: int = DEFAULTS["exchange"]["instant_workers"]
 
 
 @dataclass(frozen=True)
@@ -427,6 +431,7 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
             students=tuple(entry.get("students", ())),
             course_dir=Path(entry["course_dir"]) if entry.get("course_dir") else None,
             flagged_policy=entry.get("flagged_policy", "keep"),
+            instant_feedback=entry.get("instant_feedback", False),
         )
         for course_id, entry in config.get("courses", {}).items()
     )
@@ -444,6 +449,11 @@ def settings_from_config(config: Mapping[str, Any], *, source: str = "settings")
         if port in seen:
             raise ConfigError(f"{key}: port {port} is already used by {seen[port]}")
         seen[port] = key
+    # Instant feedback grades what the exchange service receives; the file exchange has no service.
+    for course in courses:
+        if course.instant_feedback and config["exchange"]["backend"] != "http":
+            raise ConfigError(f"courses.{course.course_id}.instant_feedback: needs exchange.backend: http "
+                              f"(it is {config['exchange']['backend']!r})")
     # A misspelt group would silently hide a profile from everyone.
     known_groups = set(config["groups"]) | {g for c in courses for g in (c.formgrade_group, c.student_group)}
     for slug, entry in config["profiles"].items():

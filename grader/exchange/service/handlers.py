@@ -13,6 +13,10 @@ Routes, under the service's prefix (``/services/nbgrader-exchange/``)::
     GET    api/courses/C/feedback/S/A                          feedback of S             staff; S itself
     PUT    api/courses/C/feedback/S/A                          release feedback          staff
 
+Instant feedback adds its own routes (:mod:`grader.exchange.service.instant.api`) and pages
+(:mod:`grader.exchange.service.instant.pages`); a submission's answer then says whether it was
+queued for grading or held by the rate limit (``instant_feedback``).
+
 Bodies that carry files are ``{"files": {"relative/path": "<base64>"}}``; uploads larger than the
 configured limit are refused with 413 before they are read. Submissions are never changed or
 deleted through the API: any other method on one answers 403.
@@ -25,6 +29,7 @@ import json
 from tornado import web
 
 from grader.exchange.service.access import Caller
+from grader.exchange.service.instant.intake import take_submission
 from grader.exchange.service.storage import StorageError, decode_files
 
 
@@ -43,8 +48,9 @@ class ExchangeHandler(web.RequestHandler):
 
     caller: Caller
 
-    def initialize(self, *, store, hub_auth, groups, courses, max_upload_bytes):
+    def initialize(self, *, store, hub_auth, groups, courses, max_upload_bytes, instant):
         self.store = store
+        self.instant = instant  # grader.exchange.service.instant.feature.InstantFeedback
         self.hub_auth = hub_auth
         self.group_lookup = groups
         self.known_courses = courses
@@ -166,7 +172,12 @@ class SubmitHandler(ExchangeHandler):
             raise refuse(403, f"{self.caller.name} is not a student of {course_id}")
         # The student is the caller the hub identified; any student id in the request is ignored.
         submission = self.store.submit(course_id, self.caller.name, assignment_id, self.uploaded_files())
-        self.send(submission.as_json(feedback=None), status=201)
+        answer = submission.as_json(feedback=None)
+        # Instant feedback (when on): queued for grading, or held by the rate limit; the student is told which.
+        instant = take_submission(self.instant.graders, self.instant.state, submission)
+        if instant is not None:
+            answer["instant_feedback"] = instant
+        self.send(answer, status=201)
 
 
 class SubmissionsHandler(ExchangeHandler):

@@ -1,4 +1,4 @@
-"""Which authenticator the hub runs, and its settings: local accounts or OIDC (one machine and Kubernetes)."""
+"""Which authenticator the hub runs, and its settings: local accounts, OIDC or LTI 1.3 (one machine and Kubernetes)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,12 @@ def update_auth(c, settings: HubSettings) -> None:
     """Local accounts with sign-up (grader.hub.auth.local, grader.hub.auth.signup), or OIDC single sign-on (grader.hub.auth.oidc)."""
     if settings.auth.type == "oidc":
         update_oidc_auth(c, settings.auth)
+        return
+    if settings.auth.type == "lti13":  # launches from LMSs (grader.hub.auth.lti13, docs/lms-lti13.md)
+        from grader.hub.auth.lti13 import update_lti13_auth
+        update_lti13_auth(c, lti=settings.auth.lti13, data_dir=settings.data_dir,
+                          course_ids=[course.course_id for course in settings.courses],
+                          lessons_dir=settings.lessons_dir, assignments_dir=settings.assignments_source_dir)
         return
     c.JupyterHub.authenticator_class = "grader.hub.auth.local.PlatformAuthenticator"
     # The sign-up and password pages, and the login page with links to them (extends JupyterHub's own).

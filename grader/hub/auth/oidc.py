@@ -99,6 +99,8 @@ class OidcSettings:
 class AuthSettings:
     type: str = "local"
     oidc: OidcSettings | None = None
+    # grader.lti.registrations.Lti13Settings when type is lti13 (grader/hub/auth/lti13.py).
+    lti13: Any = None
 
 
 def _group_role(key: str, value: Any) -> GroupRole:
@@ -114,6 +116,12 @@ def auth_settings_from_config(auth: Mapping[str, Any], *, course_ids: set[str], 
     The schema checks each file; what needs the merge (client id in the YAML, secret in the
     secrets file) or the other sections (courses, groups) is checked here, naming the key.
     """
+    if auth.get("type", "local") == "lti13":
+        from grader.lti.registrations import RegistrationError, lti13_settings_from_config
+        try:
+            return AuthSettings(type="lti13", lti13=lti13_settings_from_config(auth, course_ids=course_ids))
+        except RegistrationError as error:
+            raise ConfigError(str(error)) from None
     if auth.get("type", "local") != "oidc":
         return AuthSettings()
     entry = {**DEFAULT_OIDC, **auth.get("oidc", {})}
@@ -184,6 +192,9 @@ def roles_with_identity_groups(roles: list[dict], auth: AuthSettings) -> list[di
     roles are given to users by name, so under OIDC they are given to the mapped groups too.
     Returns new dicts; ``roles`` is not changed.
     """
+    if auth.type == "lti13":
+        from grader.hub.auth.lti13 import roles_with_lti_groups
+        return roles_with_lti_groups(roles)
     if auth.type != "oidc":
         return roles
     extended = []

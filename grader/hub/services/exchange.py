@@ -35,8 +35,17 @@ def exchange_service(settings: HubSettings) -> dict:
         f"--port={settings.exchange.service_port}",
         f"--max-upload-mb={settings.exchange.max_upload_mb}",
         *(f"--course={course.course_id}" for course in settings.courses),
+        f"--instant-workers={settings.exchange.instant_workers}",
+        # The course pages list the lessons each student opened, read from their home.
+        f"--homes-dir={settings.homes_dir}",
+        *([f"--lessons-dir={settings.lessons_dir}"] if settings.lessons_dir else []),
+        # Instant feedback's grading workers are children of this service, never of the hub.
+        *(f"--instant-feedback={course.course_id}={settings.course(course.course_id).course_dir}"
+          for course in settings.courses if course.instant_feedback),
     ]
-    return {"name": SERVICE_NAME, "url": f"http://{settings.ip}:{settings.exchange.service_port}", "command": command}
+    return {"name": SERVICE_NAME, "url": f"http://{settings.ip}:{settings.exchange.service_port}", "command": command,
+            # The course pages (grader.exchange.service.instant.pages) log people in through the hub.
+            "oauth_no_confirm": True}
 
 
 def exchange_roles(settings: HubSettings) -> list[dict]:
