@@ -14,6 +14,8 @@ Two kinds, found two ways:
 
 from __future__ import annotations
 
+import os
+import sys
 from importlib.resources import files
 from pathlib import Path
 
@@ -54,3 +56,17 @@ REPO_ROOT = PACKAGE_DIR.parent
 COURSES_DIR = REPO_ROOT / "courses"
 ASSIGNMENTS_SOURCE_DIR = REPO_ROOT / "assignments" / "source"
 HUB_CONFIG_DIR = REPO_ROOT / "hub_config"
+
+
+def interpreter_bin_on_path(environ=os.environ) -> None:
+    """Put this interpreter's own ``bin`` folder (where pip put ``alembic``) first on ``PATH`` when
+    it is not on it.
+
+    nbgrader (when it creates a gradebook) and JupyterHub's ``upgrade_db`` run Alembic as a program
+    found on ``PATH``: ``.venv/bin/grader ...``, ``.venv/bin/python benchmarks/...`` or
+    ``.venv/bin/jupyterhub`` would otherwise stop at "No such file or directory: 'alembic'" unless
+    the venv is activated. Child processes inherit it."""
+    bin_dir = os.path.dirname(sys.executable)
+    entries = [entry for entry in environ.get("PATH", "").split(os.pathsep) if entry]
+    if bin_dir and bin_dir not in entries:
+        environ["PATH"] = os.pathsep.join([bin_dir, *entries])

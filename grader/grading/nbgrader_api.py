@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -17,21 +16,9 @@ from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
 from grader.grading.errors import GraderError  # noqa: F401  (raised here; imported from here by the verbs)
+from grader.resources import interpreter_bin_on_path
 
-
-def interpreter_bin_on_path(environ=os.environ) -> None:
-    """Put this interpreter's own ``bin`` folder first on ``PATH`` when it is not on it.
-
-    nbgrader runs Alembic as a program (``alembic heads``, when a gradebook is created), found on
-    ``PATH``: ``.venv/bin/grader ...`` or ``.venv/bin/python benchmarks/...`` would otherwise stop at
-    "No such file or directory: 'alembic'" unless the venv is activated. Done when this module is
-    imported, which every verb that opens a gradebook does first; child processes inherit it."""
-    bin_dir = os.path.dirname(sys.executable)
-    entries = environ.get("PATH", "").split(os.pathsep) if environ.get("PATH") else []
-    if bin_dir and bin_dir not in entries:
-        environ["PATH"] = os.pathsep.join([bin_dir, *entries])
-
-
+# nbgrader runs Alembic as a program when it creates a gradebook: every verb imports this module first.
 interpreter_bin_on_path()
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from grader.hub.auth.configure import update_auth
 from grader.hub.auth.oidc import auth_state_keys, roles_with_identity_groups
 from grader.hub.auth.onboarding import update_onboarding
+from grader.hub.branding import update_branding
 from grader.hub.layers import ConfigError
 from grader.hub.lifecycle import prepare_process, when_running
 from grader.hub.roles import platform_roles, server_token_scopes
@@ -167,18 +168,6 @@ def update_services(c, settings: HubSettings) -> None:
     # With https.enabled, Caddy in front of the hub, run as a service (grader/hub/services/tls_front.py).
     c.JupyterHub.services = (services + seats_services(settings) + tls_front_services(settings)
                              + lti_roster_services(settings))
-
-
-def update_branding(c, settings: HubSettings) -> None:
-    """The platform's name and logo on the login page and the hub's pages (templates/login.html, page.html)."""
-    logo = settings.branding.logo
-    if logo is not None:
-        if not logo.is_file():
-            raise ConfigError(f"branding.logo: {logo} is not a file")
-        c.JupyterHub.logo_file = str(logo)
-    template_vars = c.JupyterHub.template_vars if "template_vars" in c.JupyterHub else {}
-    c.JupyterHub.template_vars = {**template_vars, "aicourse_title": settings.branding.title,
-                                  "aicourse_logo": logo is not None}
 
 
 def update_roles(c, settings: HubSettings) -> None:

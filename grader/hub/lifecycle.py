@@ -22,21 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import signal
 import sys
 
 from grader.hub.settings import HubSettings
+from grader.resources import interpreter_bin_on_path
 
 RULE = "=" * 72
-
-
-def interpreter_bin_on_path(environ=os.environ) -> None:
-    """Put this interpreter's ``bin`` folder (where pip put ``alembic``) first on ``PATH`` if absent."""
-    bin_dir = os.path.dirname(sys.executable)
-    entries = [entry for entry in environ.get("PATH", "").split(os.pathsep) if entry]
-    if bin_dir and bin_dir not in entries:
-        environ["PATH"] = os.pathsep.join([bin_dir, *entries])
 
 
 def restore_default_sigint() -> bool:

@@ -56,7 +56,7 @@ def test_the_login_page_and_the_hub_pages_name_the_platform_and_show_its_logo(hu
 def test_the_default_title_names_the_course_platform():
     from traitlets.config import Config
 
-    from grader.hub.config import update_branding
+    from grader.hub.branding import update_branding
     from grader.hub.settings import layered_config, settings_from_config
 
     c = Config()

@@ -37,6 +37,7 @@ import yaml
 from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE
 from grader.hub.auth.configure import update_auth
 from grader.hub.auth.oidc import roles_with_identity_groups
+from grader.hub.branding import update_branding
 from grader.hub.kubernetes.pod_nbgrader import EXCHANGE_URL_ENV
 from grader.hub.kubernetes.profiles import ProfileAccess
 from grader.hub.layers import ConfigError, merge_layers, read_layer
@@ -336,7 +337,8 @@ def apply_kubernetes_settings(c, settings: HubSettings) -> None:
     update_auth(c, settings)
     update_courses(c, settings)
     update_seats(c, settings)
-    update_kubernetes_branding(c, settings)
+    # The logo is the copy hub.extraFiles mounts (logo_file).
+    update_branding(c, settings, missing_logo_hint=" (render the values again: python -m grader.hub.kubernetes values)")
     c.Authenticator.admin_users = set(settings.admins)
     # Seats: checked at each start and metered, as the spawn form does on one machine.
     chart_profiles = c.KubeSpawner.profile_list if "profile_list" in c.KubeSpawner else []
@@ -349,21 +351,6 @@ def apply_kubernetes_settings(c, settings: HubSettings) -> None:
     c.KubeSpawner.post_stop_hook = access.post_stop_hook
     # What a server's token may do, as on one machine (nbgrader's hub plugin, the exchange).
     c.KubeSpawner.server_token_scopes = server_token_scopes(settings)
-
-
-def update_kubernetes_branding(c, settings: HubSettings) -> None:
-    """The platform's title and logo on the hub's pages, as grader.hub.config's ``update_branding``
-    sets them on one machine (this module does not build on that one); the logo is the copy
-    ``hub.extraFiles`` mounts (:func:`logo_file`)."""
-    logo = settings.branding.logo
-    if logo is not None:
-        if not logo.is_file():
-            raise ConfigError(f"branding.logo: {logo} is not a file (render the values again: "
-                              "python -m grader.hub.kubernetes values)")
-        c.JupyterHub.logo_file = str(logo)
-    template_vars = c.JupyterHub.template_vars if "template_vars" in c.JupyterHub else {}
-    c.JupyterHub.template_vars = {**template_vars, "aicourse_title": settings.branding.title,
-                                  "aicourse_logo": logo is not None}
 
 
 # --- command line ---------------------------------------------------------------------------------
