@@ -257,3 +257,25 @@ def read_regular_files(folder: Path, *, exclude_suffixes: Iterable[str] = (".ipy
 def non_regular_entries(folder: Path, *, ignore: Ignore | None = None) -> list[Flag]:
     """The flags :func:`copy_regular_tree` would raise for ``folder``, reading no content."""
     return [item for item in walk_regular(folder, ignore=ignore) if isinstance(item, Flag)]
+
+
+class PrivateFileError(ValueError):
+    """A secret's file that is not a regular file, or that others may read; the message says which."""
+
+
+def private_file(path: Path, make, what: str) -> bytes:
+    """A secret file's bytes: made once by ``make()`` (created ``0600``, never following a link),
+    refused when it is not a regular file or others may read it. ``what`` names the secret."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        pass
+    else:
+        with os.fdopen(fd, "wb") as out:
+            out.write(make())
+    info = os.lstat(path)
+    if not stat.S_ISREG(info.st_mode):
+        raise PrivateFileError(f"{path}: not a regular file ({what})")
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PrivateFileError(f"{path}: holds {what}, readable by others; run: chmod 600 {path}")
+    return path.read_bytes()

@@ -25,14 +25,14 @@ refused if others can read it). Its public half is served as a JWKS at ``/hub/lt
 
 from __future__ import annotations
 
-import os
 import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 from jwcrypto.jwk import JWK
+
+from grader import regular_files
 
 USERNAME_CLAIMS = ("email", "sub")
 DEFAULT_LTI13 = {"username_claim": "email", "registrations": {}}
@@ -144,21 +144,11 @@ def lti_dir(data_dir: Path) -> Path:
 
 
 def private_file(path: Path, make, what: str) -> bytes:
-    """A secret file's bytes: made once by ``make()`` (created 0600, never following a link),
-    refused when it is not a regular file or others may read it."""
+    """:func:`grader.regular_files.private_file`, its refusal a :class:`RegistrationError`."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "wb") as out:
-            out.write(make())
-    info = os.lstat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise RegistrationError(f"{path}: not a regular file ({what})")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise RegistrationError(f"{path}: {what}, readable by others; run: chmod 600 {path}")
-    return path.read_bytes()
+        return regular_files.private_file(path, make, what)
+    except regular_files.PrivateFileError as error:
+        raise RegistrationError(str(error)) from None
 
 
 def tool_key(data_dir: Path) -> ToolKey:

@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
-from contextlib import closing
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +29,27 @@ import yaml
 from grader.resources import HUB_CONFIG_DIR, REPO_ROOT
 
 PASSWORD_LINE = re.compile(r"user: (\S+)\s+password: (\S+)")
+
+
+@contextmanager
+def users_python_copies():
+    """Where a hub (or the home preparation) puts the interpreter users' accounts run when its own
+    is out of their reach (a Python under /root, 0700; grader.hub.spawn.users_python): a throw-away
+    folder instead of /opt/aicourse, removed after the block."""
+    from grader.hub.spawn.users_python import ROOT_ENV
+
+    folder = Path(tempfile.mkdtemp(prefix="aicourse-python-"))
+    os.chmod(folder, 0o755)
+    old = os.environ.get(ROOT_ENV)
+    os.environ[ROOT_ENV] = str(folder)
+    try:
+        yield folder
+    finally:
+        if old is None:
+            os.environ.pop(ROOT_ENV, None)
+        else:
+            os.environ[ROOT_ENV] = old
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def free_port() -> int:

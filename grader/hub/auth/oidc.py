@@ -36,9 +36,7 @@ This module does not import :mod:`grader.hub.settings` (which imports it).
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -50,6 +48,7 @@ from tornado.httpclient import HTTPClientError
 from traitlets import Float, List, Unicode
 
 from grader.hub.layers import ConfigError
+from grader.regular_files import PrivateFileError, private_file
 
 COURSE_ROLES = ("instructor", "grader", "student")
 PLATFORM_ROLES = ("admin", "cohort-admin")
@@ -254,18 +253,10 @@ def auth_state_keys(data_dir: Path) -> list[str]:
     """
     path = Path(data_dir) / CRYPT_KEY_NAME
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    except FileExistsError:
-        pass
-    else:
-        with os.fdopen(fd, "w") as out:
-            out.write(secrets.token_hex(32) + "\n")
-    info = os.lstat(path)
-    if not stat.S_ISREG(info.st_mode):
-        raise ConfigError(f"{path}: not a regular file (the key that encrypts users' identity-provider tokens)")
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: holds the key that encrypts users' identity-provider tokens but other users "
-                          f"can read it; run: chmod 600 {path}")
+        private_file(path, lambda: (secrets.token_hex(32) + "\n").encode(),
+                     "the key that encrypts users' identity-provider tokens")
+    except PrivateFileError as error:
+        raise ConfigError(str(error)) from None
     keys = path.read_text().split()
     if not keys:
         raise ConfigError(f"{path}: empty; delete it and a new key is made at the next start (users log in again)")

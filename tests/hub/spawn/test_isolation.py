@@ -46,7 +46,7 @@ from grader.hub.spawn.limits import (
     v1_device_rules,
 )
 from grader.hub.spawn.local_spawner import SecureSpawner
-from grader.hub.spawn.users_python import ROOT_ENV as USERS_PYTHON_ENV
+from tests.support.hubfixture import users_python_copies as hubfixture_copies
 
 # Two GPUs, and the devices every CUDA process needs (nvidiactl, modeset, nvidia-uvm).
 GPUS = GpuDevices({"0": (195, 0), "1": (195, 1)}, ((195, 255), (195, 254), (508, 0)))
@@ -277,16 +277,8 @@ def test_a_python_users_cannot_reach_is_refused_by_name(tmp_path):
 
 @pytest.fixture(scope="module")
 def users_python_copies():
-    """Where the interpreter the home's owner runs is copied when the hub's own is out of their
-    reach (a Python under /root): a throw-away folder, made once for the module."""
-    folder = Path(tempfile.mkdtemp(prefix="aicourse-python-"))
-    os.chmod(folder, 0o755)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(USERS_PYTHON_ENV, str(folder))
-            yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with hubfixture_copies() as folder:
+        yield folder
 
 
 @pytest.fixture

@@ -33,9 +33,8 @@ import yaml
 
 from grader.hub.spawn.isolation import account_name, blocked_ancestor, remove_account
 from grader.hub.spawn.limits import PARENT_NAME, ServerGroup, detect_enforcement
-from grader.hub.spawn.users_python import ROOT_ENV as USERS_PYTHON_ENV
 from grader.resources import ASSIGNMENTS_SOURCE_DIR
-from tests.support.hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub
+from tests.support.hubfixture import api_token, execute_cell, login, start_hub, start_server, stop_hub, users_python_copies
 
 pytestmark = [
     pytest.mark.slow, pytest.mark.hub,
@@ -67,14 +66,8 @@ def _tiny_source_notebook() -> nbformat.NotebookNode:
 def reachable_python():
     """Where the hub puts the interpreter users run when its own is out of their reach (here it
     lives under /root, 0700): a throw-away folder instead of /opt/aicourse."""
-    folder = Path(tempfile.mkdtemp(prefix="aicourse-python-"))
-    os.chmod(folder, 0o755)
-    try:
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setenv(USERS_PYTHON_ENV, str(folder))
-            yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with users_python_copies() as folder:
+        yield folder
 
 
 @pytest.fixture(scope="module")
