@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from grader.exchange.service import SERVICE_NAME as EXCHANGE_SERVICE_NAME
 from grader.hub.auth.configure import update_auth
 from grader.hub.auth.oidc import auth_state_keys, roles_with_identity_groups
 from grader.hub.auth.onboarding import update_onboarding
@@ -108,8 +109,10 @@ def update_spawner(c, settings: HubSettings) -> None:
     # the same folder for the login and sign-up pages).
     c.JupyterHub.template_paths = [str(TEMPLATES_DIR)]
     # aicourse_local_accounts: the nav bar links the local accounts' pages (templates/page.html).
+    # aicourse_course_pages: the exchange service whose course pages the nav bar links (HTTP exchange only).
     c.JupyterHub.template_vars = {"aicourse_spawner_mode": spawner_mode(settings),
-                                  "aicourse_local_accounts": settings.auth.type == "local"}
+                                  "aicourse_local_accounts": settings.auth.type == "local",
+                                  "aicourse_course_pages": EXCHANGE_SERVICE_NAME if uses_http_exchange(settings) else ""}
     c.Spawner.default_url = DEFAULT_URL  # but a student's first start: pre_spawn_hook_for
     # c.Spawner.pre_spawn_hook (pre_spawn_hook_for, after the profile and seat checks): update_profiles.
     c.Spawner.server_token_scopes = server_token_scopes(settings)

@@ -228,7 +228,17 @@ def _api(hub, path: str) -> str:
 
 def call(hub, tokens, role, method, path, **kwargs):
     headers = {"Authorization": f"token {tokens[role]}"} if role else {}
-    return requests.request(method, _api(hub, path), headers=headers, timeout=60, **kwargs)
+    response = requests.request(method, _api(hub, path), headers=headers, timeout=60, allow_redirects=False, **kwargs)
+    if response.status_code in (502, 503) and response.text.lstrip().startswith("<"):
+        # The proxy's own answer (its error page from the hub): the service did not answer this
+        # once. That it never died is checked; then the call is made again when it answers.
+        assert "Service nbgrader-exchange exited" not in hub.log(), hub.log()[-3000:]
+        _wait_for_service(hub)
+        response = requests.request(method, _api(hub, path), headers=headers, timeout=60, allow_redirects=False, **kwargs)
+    # The service answers JSON (or nothing); anything else came from the proxy or the hub.
+    assert not response.text.lstrip().startswith("<"), (
+        f"{method} {path}: not the service's answer: {response.status_code} {response.text[:300]!r}\n{hub.log()[-3000:]}")
+    return response
 
 
 def files_body(files: dict[str, bytes]) -> dict:

@@ -28,7 +28,8 @@ from tests.support.hubfixture import api_token, free_port, login, start_hub, sto
 
 pytestmark = [pytest.mark.slow, pytest.mark.hub]
 
-PAGE = "/hub/course/ai101/students"
+COURSE = "ai101"
+PAGE = f"/hub/course/{COURSE}/students"
 
 
 class Inbox:
@@ -167,7 +168,13 @@ def test_the_instructor_reaches_the_page_from_the_nav_bar_without_admin_rights(h
     assert landing.url.endswith(PAGE) and landing.status_code == 200  # one course: straight to it
     assert "Students of AI hands-on" in landing.text and 'data-name="student"' in landing.text
     student = login(hub, "student")
-    assert 'id="nav-students"' not in student.get(f"{hub.url}/hub/home").text
+    student_home = student.get(f"{hub.url}/hub/home").text
+    assert 'id="nav-students"' not in student_home
+    # The student's nav bar links their course's page (the HTTP exchange serves it), and it opens.
+    course_page = f"/services/nbgrader-exchange/courses/{COURSE}/"
+    assert f'class="nav-link nav-course" href="{course_page}">{COURSE}</a>' in student_home
+    page = student.get(f"{hub.url}{course_page}")
+    assert page.status_code == 200 and page.url.endswith(course_page) and "student" in page.text
     assert student.get(f"{hub.url}{PAGE}").status_code == 403
     assert student.get(f"{hub.url}/hub/course/students").status_code == 403
 

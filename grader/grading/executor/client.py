@@ -32,6 +32,7 @@ from grader.grading.executor.limits import Limits
 from grader.grading.executor.protocol import ConnectionClosed, recv_message, send_message
 from grader.grading.executor.sandbox import SandboxSpec, SlotClaim, can_isolate, describe_isolation, ensure_sandbox_user
 from grader.grading.executor.zygote import PID_NAMESPACES_FLAG, allowed_environment
+from grader.grading.parsing import AST_LOCK
 from grader.regular_files import read_regular_files
 
 # torch's optimisers import torch._dynamo on their first step (~0.9 s in every fresh process):
@@ -241,7 +242,9 @@ def _ends_with_expression(code: str) -> bool:
     from IPython.core.inputtransformer2 import TransformerManager
 
     try:
-        body = ast.parse(TransformerManager().transform_cell(code)).body
+        source = TransformerManager().transform_cell(code)
+        with AST_LOCK:  # grader/grading/parsing.py: one thread at a time on CPython 3.11
+            body = ast.parse(source).body
     except (SyntaxError, ValueError):
         return True
     return bool(body) and isinstance(body[-1], ast.Expr)
