@@ -36,12 +36,18 @@ def collect(args: argparse.Namespace) -> int:
             print("grader collect: --watch needs a positive number of seconds", file=sys.stderr)
             return 2
         print(f"watching {args.assignment}: collect and autograde every {args.watch:g} s"
-              + (", feedback released as graded" if args.feedback else "") + " (Ctrl-C to stop)", flush=True)
-        try:
-            watch_submissions(course_dir=args.course_dir, assignment_id=args.assignment, every=args.watch,
-                              feedback=args.feedback, log=lambda line: print(line, flush=True))
-        except KeyboardInterrupt:
-            pass
+              + (", feedback released as graded" if args.feedback else "") + " (Ctrl-C stops it after the round)", flush=True)
+        import threading
+
+        from grader.grading.watch import stop_on_signals
+
+        def say(line: str) -> None:
+            print(line, flush=True)
+
+        stop = threading.Event()
+        stop_on_signals(stop, say)
+        watch_submissions(course_dir=args.course_dir, assignment_id=args.assignment, every=args.watch,
+                          feedback=args.feedback, log=say, stop=stop)
         return 0
     if args.feedback:
         print("grader collect: --feedback goes with --watch", file=sys.stderr)

@@ -12,6 +12,8 @@ exchange or the gradebook unreachable) is reported and the next round tries agai
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -47,10 +49,12 @@ def grade_what_arrived(*, course_dir: Path, assignment_id: str, feedback: bool =
 
 def watch_submissions(*, course_dir: Path, assignment_id: str, every: float, feedback: bool = False,
                       rounds: int | None = None, log: Callable[[str], None] = print,
-                      sleep: Callable[[float], None] = time.sleep) -> None:
-    """Run :func:`grade_what_arrived` every ``every`` seconds, ``rounds`` times (None: until stopped)."""
+                      stop: threading.Event | None = None) -> None:
+    """Run :func:`grade_what_arrived` every ``every`` seconds, ``rounds`` times (None: until ``stop``
+    is set). A round in progress always finishes: nothing is left half graded or half released."""
+    stop = stop or threading.Event()
     done = 0
-    while rounds is None or done < rounds:
+    while (rounds is None or done < rounds) and not stop.is_set():
         started = time.monotonic()
         try:
             grade_what_arrived(course_dir=course_dir, assignment_id=assignment_id, feedback=feedback, log=log)
@@ -58,4 +62,15 @@ def watch_submissions(*, course_dir: Path, assignment_id: str, every: float, fee
             log(f"round failed: {type(error).__name__}: {error}; trying again in {every:g} s")
         done += 1
         if rounds is None or done < rounds:
-            sleep(max(0.0, every - (time.monotonic() - started)))
+            stop.wait(max(0.0, every - (time.monotonic() - started)))
+
+
+def stop_on_signals(stop: threading.Event, log: Callable[[str], None] = print) -> None:
+    """Ctrl-C or SIGTERM (a service manager) ends the watch after the round in progress."""
+    def handle(signum, frame):
+        if not stop.is_set():
+            log("stopping after this round")
+        stop.set()
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, handle)

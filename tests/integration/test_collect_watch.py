@@ -80,9 +80,9 @@ def test_submissions_are_graded_and_fed_back_as_they_arrive(tmp_path):
     finally:
         group = psutil.Process(watcher.pid)
         members = [group, *group.children(recursive=True)]
-        os.killpg(watcher.pid, signal.SIGINT)  # Ctrl-C, as an instructor stops it
+        watcher.send_signal(signal.SIGINT)  # Ctrl-C, as an instructor stops it: after the round
         try:
-            watcher.wait(timeout=30)
+            watcher.wait(timeout=WAIT)
         except subprocess.TimeoutExpired:
             os.killpg(watcher.pid, signal.SIGKILL)
             watcher.wait(timeout=10)
@@ -90,5 +90,6 @@ def test_submissions_are_graded_and_fed_back_as_they_arrive(tmp_path):
     output = (tmp_path / "watch.log").read_text()
     assert watcher.returncode == 0, output
     assert "graded  alice" in output and "feedback released to alice" in output, output
+    assert "stopping after this round" in output and "Traceback" not in output, output
     # The watcher and the sandbox processes it started are gone.
     _wait_for(lambda: not any(member.is_running() and member.status() != psutil.STATUS_ZOMBIE for member in members), 30)

@@ -108,6 +108,11 @@ class ExchangeHandler(web.RequestHandler):
     def write_error(self, status_code, **kwargs):
         error = kwargs.get("exc_info", (None, None, None))[1]
         message = str(error) if isinstance(error, StorageError) else self._reason
+        if self.request.headers.get("Content-Length", "0") != "0" or "Transfer-Encoding" in self.request.headers:
+            # Refused before its body was read (an upload too large, a bad token): tornado closes
+            # the connection after this answer, so say so. Otherwise the proxy keeps it for its
+            # next request and that request fails (the hub's 503 page, not ours).
+            self.set_header("Connection", "close")
         self.finish(json.dumps({"status": status_code, "message": message}))
 
     # --- authorisation -------------------------------------------------------------------------
